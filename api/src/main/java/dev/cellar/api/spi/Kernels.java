@@ -1,0 +1,62 @@
+package dev.cellar.api.spi;
+
+import dev.cellar.api.DType;
+import dev.cellar.api.Shape;
+
+import java.util.Optional;
+
+/**
+ * The primitives a backend implements. Every floating op runs in the dtype of its operands (all equal). Outputs are
+ * contiguous row-major and never alias inputs unless stated. {@code cpu-reference} is the specification.
+ */
+public interface Kernels {
+    // ---------------------------------------------------------------- memory
+    /** A zero-filled buffer. */
+    Storage allocate(DType dtype, int size);
+
+    /** Host to device; converts to the storage's dtype. {@code src.length == dst.size()}. */
+    void write(Storage dst, double[] src);
+
+    void write(Storage dst, float[] src);
+
+    void write(Storage dst, int[] src);
+
+    /** Device to host, converted to double. */
+    double[] readDoubles(Storage src);
+
+    float[] readFloats(Storage src);
+
+    int[] readInts(Storage src);
+
+    // ---------------------------------------------------------------- compute
+    /** out[i] = op(x[i]) for i < n. */
+    void unary(Unary op, Storage x, Storage out, int n);
+
+    /**
+     * out = op(a, b) over {@code shape}: element at multi-index i reads a at sum(i * aStrides) and b at
+     * sum(i * bStrides); a stride of 0 broadcasts. out is contiguous with {@code shape}.
+     */
+    void binary(Binary op, Storage a, int[] aStrides, Storage b, int[] bStrides, Storage out, Shape shape);
+
+    /** x contiguous (outer, len, inner) reduced over len into out (outer, inner). */
+    void reduce(Reduce op, Storage x, int outer, int len, int inner, Storage out);
+
+    void matmul(MatmulSpec spec, Storage a, Storage b, Storage c);
+
+    /**
+     * Strided copy over {@code shape}: dst[dstOffset + sum(i * dstStrides)] = src[srcOffset + sum(i * srcStrides)].
+     * Permute, slice, concat and expand are all this. Destinations never overlap themselves.
+     */
+    void copy(Storage src, int srcOffset, int[] srcStrides, Storage dst, int dstOffset, int[] dstStrides, Shape shape);
+
+    /** out[r, :] = table[ids[r], :] for r < rows; rows of {@code width}. An id outside the table is an error. */
+    void gather(Storage table, Storage ids, Storage out, int rows, int width);
+
+    /** table[ids[r], :] += src[r, :] for r < rows (repeated ids accumulate). */
+    void scatterAdd(Storage src, Storage ids, Storage table, int rows, int width);
+
+    /** A fused fast path by name, when this backend has one. */
+    default Optional<FusedKernel> fused(String name) {
+        return Optional.empty();
+    }
+}
