@@ -1,0 +1,986 @@
+package dev.cellar.autodiff;
+
+import dev.cellar.api.CellarException;
+import dev.cellar.api.CustomOp;
+import dev.cellar.api.DType;
+import dev.cellar.api.Ops;
+import dev.cellar.api.Scope;
+import dev.cellar.api.Shape;
+import dev.cellar.api.ShapeException;
+import dev.cellar.api.Tensor;
+import dev.cellar.api.spi.Backend;
+import dev.cellar.api.spi.Binary;
+import dev.cellar.api.spi.Kernels;
+import dev.cellar.api.spi.MatmulSpec;
+import dev.cellar.api.spi.Reduce;
+import dev.cellar.api.spi.Storage;
+import dev.cellar.api.spi.Unary;
+
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.IdentityHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.SplittableRandom;
+import java.util.function.Supplier;
+
+/**
+ * Define-by-run reverse-mode autodiff: every op runs its kernel at once and, when an input requires a gradient,
+ * records a node whose backward is written next to the forward. This class is the one derivative table.
+ * <p>
+ * A tape owns the buffers of the tensors it makes; {@link #close()} releases them all except params and
+ * tensors passed to {@link #keep}. Use one tape per training step.
+ */
+public final class Tape implements Ops, AutoCloseable {
+    private final Backend backend;
+    private final Kernels k;
+    private final DType dtype;
+    private final SplittableRandom rng;
+    private final List<Var> owned = new ArrayList<>();
+    private final List<Var> recorded = new ArrayList<>();
+    private boolean gradEnabled = true;
+    private boolean training = true;
+    private int depth;
+
+    private Tape(Backend backend, DType dtype, long seed) {
+        if (!dtype.isFloating()) {
+            throw new CellarException("a tape computes in F32 or F64, not " + dtype);
+        }
+        this.backend = backend;
+        this.k = backend.kernels();
+        this.dtype = dtype;
+        this.rng = new SplittableRandom(seed);
+    }
+
+    /** F32, training mode, seed 0. */
+    public static Tape on(Backend backend) {
+        return new Tape(backend, DType.F32, 0);
+    }
+
+    /** The seed drives dropout. */
+    public static Tape on(Backend backend, DType dtype, long seed) {
+        return new Tape(backend, dtype, seed);
+    }
+
+    public Backend backend() {
+        return backend;
+    }
+
+    @Override
+    public DType dtype() {
+        return dtype;
+    }
+
+    @Override
+    public boolean gradEnabled() {
+        return gradEnabled;
+    }
+
+    @Override
+    public boolean training() {
+        return training;
+    }
+
+    public void setTraining(boolean training) {
+        this.training = training;
+    }
+
+    /** Runs {@code body} with recording off (inference, generation). */
+    public <T> T noGrad(Supplier<T> body) {
+        boolean was = gradEnabled;
+        gradEnabled = false;
+        try {
+            return body.get();
+        } finally {
+            gradEnabled = was;
+        }
+    }
+
+    // ================================================================ plumbing
+
+    private Var alloc(Shape shape, DType dt) {
+        Var v = new Var(shape, dt, k, k.allocate(dt, shape.size()), null);
+        v.depth = depth;
+        owned.add(v);
+        return v;
+    }
+
+    private Var alloc(Shape shape) {
+        return alloc(shape, dtype);
+    }
+
+    private Var view(Var x, Shape shape) {
+        Var v = new Var(shape, x.dtype, k, x.storage, x.base != null ? x.base : x);
+        v.depth = depth;
+        return v;
+    }
+
+    private Var v(Tensor t) {
+        if (t instanceof Var x) {
+            if (x.kernels != k) {
+                throw new CellarException("tensor " + x + " lives on another backend than this tape (" + backend.id() + ")");
+            }
+            if (x.storage == null) {
+                throw new CellarException("tensor " + x + " was released when its tape or scope closed; keep() it to use it later");
+            }
+            return x;
+        }
+        throw new CellarException("tensor " + t + " was not made by a Cellar tape");
+    }
+
+    private void sameFloat(Var a, Var b, String op) {
+        if (a.dtype != b.dtype || !a.dtype.isFloating()) {
+            throw new ShapeException(op + ": operands must share one floating dtype, got " + a.dtype + " and " + b.dtype);
+        }
+    }
+
+    /** Records {@code out} as computed from {@code inputs} when any of them requires a gradient. */
+    private Var record(Var out, Var.Backward backward, Var... inputs) {
+        if (!gradEnabled) {
+            return out;
+        }
+        for (Var in : inputs) {
+            if (in != null && in.requiresGrad) {
+                out.requiresGrad = true;
+                out.node = new Var.Node(inputs, backward);
+                recorded.add(out);
+                return out;
+            }
+        }
+        return out;
+    }
+
+    // ================================================================ creation
+
+    @Override
+    public Tensor constant(double[] values, Shape shape) {
+        checkCount(values.length, shape);
+        Var v = alloc(shape);
+        k.write(v.storage, values);
+        return v;
+    }
+
+    @Override
+    public Tensor constant(float[] values, Shape shape) {
+        checkCount(values.length, shape);
+        Var v = alloc(shape);
+        k.write(v.storage, values);
+        return v;
+    }
+
+    @Override
+    public Tensor ids(int[] ids, Shape shape) {
+        checkCount(ids.length, shape);
+        Var v = alloc(shape, DType.I32);
+        k.write(v.storage, ids);
+        return v;
+    }
+
+    /** A leaf that requires a gradient (gradcheck inputs); its gradient is read with {@link #grad}. */
+    public Tensor leaf(double[] values, Shape shape) {
+        Var v = (Var) constant(values, shape);
+        v.requiresGrad = true;
+        return v;
+    }
+
+    /** The accumulated gradient of a leaf made by {@link #leaf} or of a param, or null. */
+    public Tensor grad(Tensor leaf) {
+        return v(leaf).gradTensor();
+    }
+
+    private static void checkCount(int n, Shape shape) {
+        if (n != shape.size()) {
+            throw new ShapeException(n + " values do not fill shape " + shape + " (" + shape.size() + " elements)");
+        }
+    }
+
+    @Override
+    public Tensor zeros(Shape shape) {
+        return alloc(shape);
+    }
+
+    @Override
+    public Tensor full(Shape shape, double value) {
+        Var v = alloc(shape);
+        if (value != 0) {
+            double[] d = new double[shape.size()];
+            Arrays.fill(d, value);
+            k.write(v.storage, d);
+        }
+        return v;
+    }
+
+    // ================================================================ raw kernels (no recording)
+
+    private Var rawBinary(Binary op, Var a, Var b) {
+        Shape s = Shape.broadcast(a.shape, b.shape);
+        Var out = alloc(s, a.dtype);
+        k.binary(op, a.storage, a.shape.broadcastStrides(s), b.storage, b.shape.broadcastStrides(s), out.storage, s);
+        return out;
+    }
+
+    private Var rawUnary(Unary op, Var x) {
+        Var out = alloc(x.shape, x.dtype);
+        k.unary(op, x.storage, out.storage, x.size());
+        return out;
+    }
+
+    private Var rawScalar(double value, DType dt) {
+        Var v = alloc(Shape.scalar(), dt);
+        k.write(v.storage, new double[]{value});
+        return v;
+    }
+
+    private Var rawReduce(Reduce op, Var x, int axis, boolean keepDim) {
+        int a = x.shape.axis(axis);
+        int[] d = x.shape.dims();
+        int outer = 1;
+        int inner = 1;
+        for (int i = 0; i < a; i++) {
+            outer *= d[i];
+        }
+        for (int i = a + 1; i < d.length; i++) {
+            inner *= d[i];
+        }
+        Shape os = keepDim ? x.shape.with(a, 1) : x.shape.without(a);
+        Var out = alloc(os, x.dtype);
+        k.reduce(op, x.storage, outer, d[a], inner, out.storage);
+        return out;
+    }
+
+    /** Sums {@code g} down to {@code shape} over broadcast dimensions (backward of broadcasting). */
+    private Var unbroadcast(Var g, Shape shape) {
+        if (g.shape.equals(shape)) {
+            return g;
+        }
+        Var r = g;
+        int lead = g.shape.rank() - shape.rank();
+        for (int i = 0; i < lead; i++) {
+            r = rawReduce(Reduce.SUM, r, 0, false);
+        }
+        for (int i = 0; i < shape.rank(); i++) {
+            if (shape.dim(i) == 1 && r.shape.dim(i) != 1) {
+                r = rawReduce(Reduce.SUM, r, i, true);
+            }
+        }
+        return view(r, shape);
+    }
+
+    private Var rawExpand(Var x, Shape shape) {
+        if (x.shape.equals(shape)) {
+            return x;
+        }
+        Var out = alloc(shape, x.dtype);
+        k.copy(x.storage, 0, x.shape.broadcastStrides(shape), out.storage, 0, shape.strides(), shape);
+        return out;
+    }
+
+    /** C = op(A) @ op(B) for (batch, m, k) problems; b shared when strideB is 0. */
+    private Var rawGemm(Var a, Var b, int batch, int m, int n, int kk, boolean ta, boolean tb, int strideA, int strideB,
+                        Shape outShape) {
+        Var out = alloc(outShape, a.dtype);
+        k.matmul(new MatmulSpec(batch, m, n, kk, ta, tb, strideA, strideB, false), a.storage, b.storage, out.storage);
+        return out;
+    }
+
+    // ================================================================ elementwise binary
+
+    @Override
+    public Tensor add(Tensor a, Tensor b) {
+        Var x = v(a), y = v(b);
+        sameFloat(x, y, "add");
+        return record(rawBinary(Binary.ADD, x, y),
+                g -> new Var[]{unbroadcast(g, x.shape), unbroadcast(g, y.shape)}, x, y);
+    }
+
+    @Override
+    public Tensor sub(Tensor a, Tensor b) {
+        Var x = v(a), y = v(b);
+        sameFloat(x, y, "sub");
+        return record(rawBinary(Binary.SUB, x, y),
+                g -> new Var[]{unbroadcast(g, x.shape), y.requiresGrad ? unbroadcast(rawUnary(Unary.NEG, g), y.shape) : null},
+                x, y);
+    }
+
+    @Override
+    public Tensor mul(Tensor a, Tensor b) {
+        Var x = v(a), y = v(b);
+        sameFloat(x, y, "mul");
+        return record(rawBinary(Binary.MUL, x, y), g -> new Var[]{
+                x.requiresGrad ? unbroadcast(rawBinary(Binary.MUL, g, y), x.shape) : null,
+                y.requiresGrad ? unbroadcast(rawBinary(Binary.MUL, g, x), y.shape) : null}, x, y);
+    }
+
+    @Override
+    public Tensor div(Tensor a, Tensor b) {
+        Var x = v(a), y = v(b);
+        sameFloat(x, y, "div");
+        Var out = rawBinary(Binary.DIV, x, y);
+        return record(out, g -> new Var[]{ // d(x/y) = g/y, -g*out/y
+                x.requiresGrad ? unbroadcast(rawBinary(Binary.DIV, g, y), x.shape) : null,
+                y.requiresGrad ? unbroadcast(rawUnary(Unary.NEG, rawBinary(Binary.DIV, rawBinary(Binary.MUL, g, out), y)), y.shape) : null},
+                x, y);
+    }
+
+    @Override
+    public Tensor pow(Tensor a, Tensor b) {
+        Var x = v(a), y = v(b);
+        sameFloat(x, y, "pow");
+        Var out = rawBinary(Binary.POW, x, y);
+        return record(out, g -> new Var[]{ // d x^y = y x^(y-1), x^y log x
+                x.requiresGrad ? unbroadcast(rawBinary(Binary.MUL, g, rawBinary(Binary.MUL, y,
+                        rawBinary(Binary.POW, x, rawBinary(Binary.SUB, y, rawScalar(1, y.dtype))))), x.shape) : null,
+                y.requiresGrad ? unbroadcast(rawBinary(Binary.MUL, g, rawBinary(Binary.MUL, out, rawUnary(Unary.LOG, x))), y.shape) : null},
+                x, y);
+    }
+
+    @Override
+    public Tensor maximum(Tensor a, Tensor b) {
+        Var x = v(a), y = v(b);
+        sameFloat(x, y, "maximum");
+        return record(rawBinary(Binary.MAX, x, y), g -> { // the larger input takes the gradient; ties go to b
+            Var gt = rawBinary(Binary.GT, x, y);
+            Var le = rawBinary(Binary.SUB, rawScalar(1, gt.dtype), gt);
+            return new Var[]{unbroadcast(rawBinary(Binary.MUL, g, gt), x.shape), unbroadcast(rawBinary(Binary.MUL, g, le), y.shape)};
+        }, x, y);
+    }
+
+    // ================================================================ elementwise unary
+
+    private void floating(Var x, String op) {
+        if (!x.dtype.isFloating()) {
+            throw new ShapeException(op + " needs a floating tensor, got " + x.dtype);
+        }
+    }
+
+    @Override
+    public Tensor neg(Tensor t) {
+        Var x = v(t);
+        floating(x, "neg");
+        return record(rawUnary(Unary.NEG, x), g -> new Var[]{rawUnary(Unary.NEG, g)}, x);
+    }
+
+    @Override
+    public Tensor exp(Tensor t) {
+        Var x = v(t);
+        floating(x, "exp");
+        Var y = rawUnary(Unary.EXP, x);
+        return record(y, g -> new Var[]{rawBinary(Binary.MUL, g, y)}, x); // d e^x = e^x
+    }
+
+    @Override
+    public Tensor log(Tensor t) {
+        Var x = v(t);
+        floating(x, "log");
+        return record(rawUnary(Unary.LOG, x), g -> new Var[]{rawBinary(Binary.DIV, g, x)}, x); // d log x = 1/x
+    }
+
+    @Override
+    public Tensor tanh(Tensor t) {
+        Var x = v(t);
+        floating(x, "tanh");
+        Var y = rawUnary(Unary.TANH, x);
+        return record(y, g -> new Var[]{ // d tanh = 1 - y^2
+                rawBinary(Binary.MUL, g, rawBinary(Binary.SUB, rawScalar(1, y.dtype), rawBinary(Binary.MUL, y, y)))}, x);
+    }
+
+    @Override
+    public Tensor sigmoid(Tensor t) {
+        Var x = v(t);
+        floating(x, "sigmoid");
+        Var y = rawUnary(Unary.SIGMOID, x);
+        return record(y, g -> new Var[]{ // d sigma = y (1 - y)
+                rawBinary(Binary.MUL, g, rawBinary(Binary.MUL, y, rawBinary(Binary.SUB, rawScalar(1, y.dtype), y)))}, x);
+    }
+
+    @Override
+    public Tensor relu(Tensor t) {
+        Var x = v(t);
+        floating(x, "relu");
+        return record(rawUnary(Unary.RELU, x), g -> new Var[]{rawBinary(Binary.MUL, g, rawUnary(Unary.STEP, x))}, x);
+    }
+
+    @Override
+    public Tensor gelu(Tensor t) {
+        Var x = v(t);
+        floating(x, "gelu");
+        return record(rawUnary(Unary.GELU, x), g -> new Var[]{rawBinary(Binary.MUL, g, rawUnary(Unary.GELU_GRAD, x))}, x);
+    }
+
+    @Override
+    public Tensor sqrt(Tensor t) {
+        Var x = v(t);
+        floating(x, "sqrt");
+        Var y = rawUnary(Unary.SQRT, x);
+        return record(y, g -> new Var[]{ // d sqrt x = 1 / (2 sqrt x)
+                rawBinary(Binary.DIV, g, rawBinary(Binary.MUL, y, rawScalar(2, y.dtype)))}, x);
+    }
+
+    // ================================================================ reductions
+
+    @Override
+    public Tensor sum(Tensor t, int axis, boolean keepDim) {
+        Var x = v(t);
+        floating(x, "sum");
+        int a = x.shape.axis(axis);
+        return record(rawReduce(Reduce.SUM, x, a, keepDim),
+                g -> new Var[]{rawExpand(view(g, x.shape.with(a, 1)), x.shape)}, x);
+    }
+
+    @Override
+    public Tensor mean(Tensor t, int axis, boolean keepDim) {
+        Var x = v(t);
+        int n = x.shape.dim(axis);
+        return mul(sum(x, axis, keepDim), 1.0 / n);
+    }
+
+    @Override
+    public Tensor max(Tensor t, int axis, boolean keepDim) {
+        Var x = v(t);
+        floating(x, "max");
+        int a = x.shape.axis(axis);
+        Var y = rawReduce(Reduce.MAX, x, a, keepDim);
+        return record(y, g -> { // the gradient flows to the maximal elements
+            Shape kept = x.shape.with(a, 1);
+            Var mask = rawBinary(Binary.EQ, x, view(y, kept));
+            return new Var[]{rawBinary(Binary.MUL, mask, view(g, kept))};
+        }, x);
+    }
+
+    @Override
+    public Tensor sum(Tensor t) {
+        Var x = v(t);
+        return reshape(sum(reshape(x, Shape.of(x.size())), 0, false), Shape.scalar());
+    }
+
+    @Override
+    public Tensor mean(Tensor t) {
+        Var x = v(t);
+        return mul(sum(x), 1.0 / Math.max(1, x.size()));
+    }
+
+    // ================================================================ linear algebra
+
+    @Override
+    public Tensor matmul(Tensor ta, Tensor tb) {
+        Var a = v(ta), b = v(tb);
+        sameFloat(a, b, "matmul");
+        if (a.shape.rank() < 2 || b.shape.rank() < 2) {
+            throw new ShapeException("matmul needs rank >= 2 operands, got " + a.shape + " @ " + b.shape);
+        }
+        int m = a.shape.dim(-2), kk = a.shape.dim(-1), n = b.shape.dim(-1);
+        if (b.shape.dim(-2) != kk) {
+            throw new ShapeException("matmul " + a.shape + " @ " + b.shape + ": inner dimensions " + kk + " and "
+                    + b.shape.dim(-2) + " differ");
+        }
+        if (b.shape.rank() == 2) { // shared right operand: one GEMM over all rows
+            int rows = a.size() / Math.max(1, kk);
+            Shape os = a.shape.with(-1, n);
+            Var out = rawGemm(a, b, 1, rows, n, kk, false, false, 0, 0, os);
+            return record(out, g -> new Var[]{
+                    a.requiresGrad ? rawGemm(g, b, 1, rows, kk, n, false, true, 0, 0, a.shape) : null, // (R,N)@(N,K)
+                    b.requiresGrad ? rawGemm(a, g, 1, kk, n, rows, true, false, 0, 0, b.shape) : null}, // (K,R)@(R,N)
+                    a, b);
+        }
+        Shape ba = Shape.of(Arrays.copyOf(a.shape.dims(), a.shape.rank() - 2));
+        Shape bb = Shape.of(Arrays.copyOf(b.shape.dims(), b.shape.rank() - 2));
+        Shape batch = Shape.broadcast(ba, bb);
+        int nb = batch.size();
+        int[] bd = batch.dims();
+        Shape sa = Shape.of(concat(bd, m, kk)), sb = Shape.of(concat(bd, kk, n)), so = Shape.of(concat(bd, m, n));
+        Var ea = rawExpand(a, sa), eb = rawExpand(b, sb);
+        Var out = rawGemm(ea, eb, nb, m, n, kk, false, false, m * kk, kk * n, so);
+        return record(out, g -> new Var[]{
+                a.requiresGrad ? unbroadcast(rawGemm(g, eb, nb, m, kk, n, false, true, m * n, kk * n, sa), a.shape) : null,
+                b.requiresGrad ? unbroadcast(rawGemm(ea, g, nb, kk, n, m, true, false, m * kk, m * n, sb), b.shape) : null},
+                a, b);
+    }
+
+    private static int[] concat(int[] d, int x, int y) {
+        int[] r = Arrays.copyOf(d, d.length + 2);
+        r[d.length] = x;
+        r[d.length + 1] = y;
+        return r;
+    }
+
+    @Override
+    public Tensor linear(Tensor tx, Tensor tw, Tensor tbias) {
+        Var x = v(tx), w = v(tw);
+        sameFloat(x, w, "linear");
+        if (w.shape.rank() != 2 || x.shape.rank() < 1 || x.shape.dim(-1) != w.shape.dim(1)) {
+            throw new ShapeException("linear: input " + x.shape + " does not match weight " + w.shape
+                    + " (weight is (out, in), input (..., in))");
+        }
+        int in = w.shape.dim(1), outF = w.shape.dim(0), rows = x.size() / Math.max(1, in);
+        Shape os = x.shape.with(-1, outF);
+        Var y = rawGemm(x, w, 1, rows, outF, in, false, true, 0, 0, os); // (R, in) @ (in, out)
+        Var out = record(y, g -> new Var[]{
+                x.requiresGrad ? rawGemm(g, w, 1, rows, in, outF, false, false, 0, 0, x.shape) : null, // (R,out)@(out,in)
+                w.requiresGrad ? rawGemm(g, x, 1, outF, in, rows, true, false, 0, 0, w.shape) : null}, // (out,R)@(R,in)
+                x, w);
+        return tbias == null ? out : add(out, tbias);
+    }
+
+    // ================================================================ shape
+
+    @Override
+    public Tensor reshape(Tensor t, Shape shape) {
+        Var x = v(t);
+        if (shape.size() != x.size()) {
+            throw new ShapeException("cannot reshape " + x.shape + " (" + x.size() + " elements) to " + shape
+                    + " (" + shape.size() + " elements)");
+        }
+        if (shape.equals(x.shape)) {
+            return x;
+        }
+        Var out = view(x, shape);
+        return record(out, g -> new Var[]{view(g, x.shape)}, x);
+    }
+
+    @Override
+    public Tensor permute(Tensor t, int... axes) {
+        Var x = v(t);
+        int r = x.shape.rank();
+        if (axes.length != r) {
+            throw new ShapeException("permute of " + x.shape + " needs " + r + " axes, got " + Arrays.toString(axes));
+        }
+        int[] ax = new int[r];
+        boolean[] seen = new boolean[r];
+        for (int i = 0; i < r; i++) {
+            ax[i] = x.shape.axis(axes[i]);
+            if (seen[ax[i]]) {
+                throw new ShapeException("permute axes " + Arrays.toString(axes) + " repeat axis " + ax[i]);
+            }
+            seen[ax[i]] = true;
+        }
+        int[] inv = new int[r];
+        for (int i = 0; i < r; i++) {
+            inv[ax[i]] = i;
+        }
+        return record(rawPermute(x, ax), g -> new Var[]{rawPermute(g, inv)}, x);
+    }
+
+    private Var rawPermute(Var x, int[] ax) {
+        int[] d = x.shape.dims(), s = x.shape.strides();
+        int[] od = new int[ax.length], os = new int[ax.length];
+        for (int i = 0; i < ax.length; i++) {
+            od[i] = d[ax[i]];
+            os[i] = s[ax[i]];
+        }
+        Shape shape = Shape.of(od);
+        Var out = alloc(shape, x.dtype);
+        k.copy(x.storage, 0, os, out.storage, 0, shape.strides(), shape);
+        return out;
+    }
+
+    @Override
+    public Tensor slice(Tensor t, int axis, int start, int end) {
+        Var x = v(t);
+        int a = x.shape.axis(axis);
+        int len = x.shape.dim(a);
+        if (start < 0 || end > len || start > end) {
+            throw new ShapeException("slice [" + start + ", " + end + ") out of range for axis " + a + " of " + x.shape);
+        }
+        Shape os = x.shape.with(a, end - start);
+        int[] st = x.shape.strides();
+        Var out = alloc(os, x.dtype);
+        k.copy(x.storage, start * st[a], st, out.storage, 0, os.strides(), os);
+        return record(out, g -> { // scatter the gradient back into a zero tensor of the input's shape
+            Var gx = alloc(x.shape, g.dtype);
+            k.copy(g.storage, 0, os.strides(), gx.storage, start * st[a], st, os);
+            return new Var[]{gx};
+        }, x);
+    }
+
+    @Override
+    public Tensor concat(int axis, List<Tensor> ts) {
+        if (ts.isEmpty()) {
+            throw new ShapeException("concat of no tensors");
+        }
+        Var[] xs = ts.stream().map(this::v).toArray(Var[]::new);
+        Shape first = xs[0].shape;
+        int a = first.axis(axis);
+        int total = 0;
+        for (Var x : xs) {
+            if (x.shape.rank() != first.rank() || !x.shape.with(a, 1).equals(first.with(a, 1)) || x.dtype != xs[0].dtype) {
+                throw new ShapeException("concat along axis " + a + ": " + x.shape + " does not match " + first);
+            }
+            total += x.shape.dim(a);
+        }
+        Shape os = first.with(a, total);
+        int[] ost = os.strides();
+        Var out = alloc(os, xs[0].dtype);
+        int[] offsets = new int[xs.length];
+        int off = 0;
+        for (int i = 0; i < xs.length; i++) {
+            offsets[i] = off;
+            k.copy(xs[i].storage, 0, xs[i].shape.strides(), out.storage, off * ost[a], ost, xs[i].shape);
+            off += xs[i].shape.dim(a);
+        }
+        return record(out, g -> {
+            Var[] gs = new Var[xs.length];
+            for (int i = 0; i < xs.length; i++) {
+                if (xs[i].requiresGrad) {
+                    Var gi = alloc(xs[i].shape, g.dtype);
+                    k.copy(g.storage, offsets[i] * ost[a], ost, gi.storage, 0, xs[i].shape.strides(), xs[i].shape);
+                    gs[i] = gi;
+                }
+            }
+            return gs;
+        }, xs);
+    }
+
+    @Override
+    public List<Tensor> split(Tensor t, int axis, int... sizes) {
+        Var x = v(t);
+        int a = x.shape.axis(axis);
+        int sum = 0;
+        for (int s : sizes) {
+            sum += s;
+        }
+        if (sum != x.shape.dim(a)) {
+            throw new ShapeException("split sizes " + Arrays.toString(sizes) + " add up to " + sum + ", axis " + a
+                    + " of " + x.shape + " is " + x.shape.dim(a));
+        }
+        List<Tensor> out = new ArrayList<>(sizes.length);
+        int off = 0;
+        for (int s : sizes) {
+            out.add(slice(x, a, off, off + s));
+            off += s;
+        }
+        return out;
+    }
+
+    @Override
+    public Tensor expand(Tensor t, Shape shape) {
+        Var x = v(t);
+        x.shape.broadcastStrides(shape); // validates
+        if (x.shape.equals(shape)) {
+            return x;
+        }
+        return record(rawExpand(x, shape), g -> new Var[]{unbroadcast(g, x.shape)}, x);
+    }
+
+    // ================================================================ indexing, masking
+
+    @Override
+    public Tensor embedding(Tensor tt, Tensor ti) {
+        Var table = v(tt), ids = v(ti);
+        if (ids.dtype != DType.I32) {
+            throw new ShapeException("embedding ids must be I32, got " + ids.dtype);
+        }
+        if (table.shape.rank() != 2) {
+            throw new ShapeException("embedding table must be (V, D), got " + table.shape);
+        }
+        int width = table.shape.dim(1), rows = ids.size();
+        int[] od = Arrays.copyOf(ids.shape.dims(), ids.shape.rank() + 1);
+        od[od.length - 1] = width;
+        Var out = alloc(Shape.of(od), table.dtype);
+        k.gather(table.storage, ids.storage, out.storage, rows, width);
+        return record(out, g -> { // scatter-add rows back; repeated ids accumulate
+            Var gt = alloc(table.shape, g.dtype);
+            k.scatterAdd(g.storage, ids.storage, gt.storage, rows, width);
+            return new Var[]{gt, null};
+        }, table, ids);
+    }
+
+    @Override
+    public Tensor where(Tensor cond, Tensor a, Tensor b) {
+        Tensor c = cond;
+        return add(mul(c, a), mul(sub(ones(Shape.scalar()), c), b));
+    }
+
+    @Override
+    public Tensor dropout(Tensor t, double p) {
+        if (p < 0 || p >= 1) {
+            throw new CellarException("dropout probability " + p + " must be in [0, 1)");
+        }
+        if (!training || p == 0) {
+            return t;
+        }
+        Var x = v(t);
+        double[] mask = new double[x.size()];
+        double keep = 1.0 / (1.0 - p);
+        for (int i = 0; i < mask.length; i++) {
+            mask[i] = rng.nextDouble() < p ? 0.0 : keep;
+        }
+        return mul(x, constant(mask, x.shape));
+    }
+
+    // ================================================================ composed, numerically stable
+
+    @Override
+    public Tensor softmax(Tensor x, int axis) {
+        Tensor m = detach(max(x, axis, true));
+        Tensor e = exp(sub(x, m));
+        return div(e, sum(e, axis, true));
+    }
+
+    @Override
+    public Tensor logSoftmax(Tensor x, int axis) {
+        Tensor m = detach(max(x, axis, true)); // the shift cancels in the derivative
+        Tensor z = sub(x, m);
+        return sub(z, log(sum(exp(z), axis, true)));
+    }
+
+    @Override
+    public Tensor crossEntropy(Tensor logits, Tensor targets) {
+        Var l = v(logits), t = v(targets);
+        int classes = l.shape.dim(-1);
+        Shape lead = l.shape.without(-1);
+        if (t.dtype != DType.I32 || !t.shape.equals(lead)) {
+            throw new ShapeException("crossEntropy: targets must be I32 " + lead + " for logits " + l.shape
+                    + ", got " + t.dtype + " " + t.shape);
+        }
+        int n = lead.size();
+        int[] ids = t.toInts();
+        int[] flat = new int[n];
+        for (int i = 0; i < n; i++) {
+            if (ids[i] < 0 || ids[i] >= classes) {
+                throw new ShapeException("crossEntropy: target " + ids[i] + " at " + i + " outside 0.." + (classes - 1));
+            }
+            flat[i] = i * classes + ids[i];
+        }
+        Tensor logp = reshape(logSoftmax(l, -1), Shape.of(n * classes, 1)); // (N*V, 1)
+        Tensor picked = embedding(logp, ids(flat, Shape.of(n)));             // (N, 1): log p(target)
+        return neg(mean(picked));
+    }
+
+    @Override
+    public Tensor layerNorm(Tensor x, Tensor gamma, Tensor beta, double eps) {
+        Tensor mu = mean(x, -1, true);
+        Tensor xc = sub(x, mu);
+        Tensor var = mean(mul(xc, xc), -1, true);
+        Tensor y = div(xc, sqrt(add(var, eps)));
+        return add(mul(y, gamma), beta);
+    }
+
+    // ================================================================ autodiff control
+
+    @Override
+    public Tensor detach(Tensor t) {
+        Var x = v(t);
+        return view(x, x.shape);
+    }
+
+    @Override
+    public List<Tensor> custom(CustomOp op, Tensor... inputs) {
+        Var[] in = Arrays.stream(inputs).map(this::v).toArray(Var[]::new);
+        List<Tensor> saved = new ArrayList<>();
+        CustomOp.Context ctx = new CustomOp.Context() {
+            @Override
+            public Ops ops() {
+                return Tape.this;
+            }
+
+            @Override
+            public void save(Tensor... ts) {
+                saved.addAll(List.of(ts));
+            }
+
+            @Override
+            public List<Tensor> saved() {
+                return List.copyOf(saved);
+            }
+
+            @Override
+            public boolean needsGrad(int i) {
+                return in[i].requiresGrad;
+            }
+        };
+        List<Tensor> outs = noGrad(() -> op.forward(ctx, List.of(inputs)));
+        if (outs == null || outs.isEmpty()) {
+            throw new CellarException("custom op '" + op.name() + "' returned no outputs");
+        }
+        List<Tensor> result = new ArrayList<>(outs.size());
+        Var[] outVars = new Var[outs.size()];
+        Var[] pending = new Var[outs.size()];
+        for (int i = 0; i < outs.size(); i++) {
+            outVars[i] = v(outs.get(i));
+        }
+        // each output gets its own node; a shared collector runs the user's backward once all grads are in
+        for (int i = 0; i < outVars.length; i++) {
+            final int oi = i;
+            Var o = view(outVars[i], outVars[i].shape);
+            result.add(record(o, g -> {
+                pending[oi] = g;
+                for (int j = 0; j < pending.length; j++) {
+                    if (j != oi && result.get(j) instanceof Var r && r.node != null && pending[j] == null && gradsLeft.contains(r)) {
+                        return new Var[in.length]; // wait for the other outputs' gradients
+                    }
+                }
+                List<Tensor> gs = new ArrayList<>();
+                for (int j = 0; j < pending.length; j++) {
+                    gs.add(pending[j] != null ? pending[j] : alloc(outVars[j].shape, outVars[j].dtype));
+                }
+                List<Tensor> back = op.backward(ctx, gs);
+                if (back == null || back.size() != in.length) {
+                    throw new CellarException("custom op '" + op.name() + "' backward returned "
+                            + (back == null ? "null" : back.size() + " gradients") + " for " + in.length + " inputs");
+                }
+                Var[] r = new Var[in.length];
+                for (int j = 0; j < in.length; j++) {
+                    Tensor bj = back.get(j);
+                    if (bj != null && in[j].requiresGrad) {
+                        Var bv = v(bj);
+                        if (!bv.shape.equals(in[j].shape)) {
+                            throw new CellarException("custom op '" + op.name() + "' backward gave gradient " + bv.shape
+                                    + " for input " + j + " of shape " + in[j].shape);
+                        }
+                        r[j] = bv;
+                    }
+                }
+                return r;
+            }, in));
+        }
+        return result;
+    }
+
+    /** Vars whose gradients are still expected during the running backward pass. */
+    private final java.util.Set<Var> gradsLeft = java.util.Collections.newSetFromMap(new IdentityHashMap<>());
+
+    /** Backpropagates from a one-element loss; gradients accumulate into params and leaves. */
+    public void backward(Tensor loss) {
+        Var l = v(loss);
+        if (l.size() != 1) {
+            throw new ShapeException("backward(loss) needs a one-element loss, got " + l.shape
+                    + "; reduce it with sum or mean, or pass a gradient");
+        }
+        backward(l, full(l.shape, 1.0));
+    }
+
+    /** Backpropagates {@code gradOut} (same shape as {@code out}). */
+    public void backward(Tensor out, Tensor gradOut) {
+        Var o = v(out), go = v(gradOut);
+        if (!o.shape.equals(go.shape)) {
+            throw new ShapeException("gradient " + go.shape + " does not match output " + o.shape);
+        }
+        if (!o.requiresGrad) {
+            throw new CellarException("backward: the output does not depend on any param or leaf that requires a gradient");
+        }
+        boolean was = gradEnabled;
+        gradEnabled = false;
+        try {
+            Map<Var, Var> grads = new IdentityHashMap<>();
+            accumulate(grads, o, go);
+            gradsLeft.clear();
+            gradsLeft.addAll(grads.keySet());
+            for (int i = recorded.size() - 1; i >= 0; i--) {
+                Var v = recorded.get(i);
+                Var g = grads.remove(v);
+                if (g == null) {
+                    continue;
+                }
+                gradsLeft.remove(v);
+                Var[] ins = v.node.inputs();
+                Var[] gs = v.node.backward().apply(g);
+                for (int j = 0; j < ins.length; j++) {
+                    if (ins[j] != null && ins[j].requiresGrad && gs[j] != null) {
+                        accumulate(grads, ins[j], gs[j]);
+                        if (ins[j].node != null) {
+                            gradsLeft.add(ins[j]);
+                        }
+                    }
+                }
+            }
+            gradsLeft.clear();
+            recorded.clear();
+        } finally {
+            gradEnabled = was;
+        }
+    }
+
+    private void accumulate(Map<Var, Var> grads, Var target, Var g) {
+        if (target.node == null) { // a leaf: params and gradcheck inputs keep their gradient
+            if (target.grad == null) {
+                target.grad = k.allocate(target.dtype, target.size());
+                k.copy(g.storage, 0, target.shape.strides(), target.grad, 0, target.shape.strides(), target.shape);
+            } else {
+                int[] st = target.shape.strides();
+                k.binary(Binary.ADD, target.grad, st, g.storage, st, target.grad, target.shape);
+            }
+            return;
+        }
+        Var old = grads.get(target);
+        grads.put(target, old == null ? g : rawBinary(Binary.ADD, old, g));
+    }
+
+    // ================================================================ ownership
+
+    /** Keeps {@code t}'s buffer alive after this tape closes (state carried to the next window). */
+    public <T extends Tensor> T keep(T t) {
+        Var x = v(t);
+        x.kept = true;
+        if (x.base != null) {
+            x.base.kept = true;
+        }
+        return t;
+    }
+
+    @Override
+    public Scope scope() {
+        int mark = owned.size();
+        int myDepth = ++depth;
+        return new Scope() {
+            private boolean closed;
+
+            @Override
+            public <T extends Tensor> T keep(T t) {
+                Var x = v(t);
+                x.depth = myDepth - 1;
+                if (x.base != null) {
+                    x.base.depth = Math.min(x.base.depth, myDepth - 1);
+                }
+                return t;
+            }
+
+            @Override
+            public void close() {
+                if (closed) {
+                    return;
+                }
+                closed = true;
+                depth = myDepth - 1;
+                List<Var> survivors = new ArrayList<>();
+                for (int i = mark; i < owned.size(); i++) {
+                    Var x = owned.get(i);
+                    if (x.depth >= myDepth && !x.kept) {
+                        release(x);
+                    } else {
+                        survivors.add(x);
+                    }
+                }
+                owned.subList(mark, owned.size()).clear();
+                owned.addAll(survivors);
+            }
+        };
+    }
+
+    private void release(Var x) {
+        if (x.storage != null) {
+            x.storage.close();
+            x.storage = null;
+        }
+    }
+
+    /** Releases every buffer this tape made except params and kept tensors. */
+    @Override
+    public void close() {
+        for (Var x : owned) {
+            if (!x.kept) {
+                release(x);
+            }
+        }
+        owned.clear();
+        recorded.clear();
+    }
+
+    /** The number of buffers this tape currently owns (for tests of ownership). */
+    int ownedCount() {
+        return owned.size();
+    }
+
+    Storage storageOf(Tensor t) {
+        return v(t).storage;
+    }
+}

@@ -1,0 +1,87 @@
+package dev.cellar.autodiff;
+
+import dev.cellar.api.DType;
+import dev.cellar.api.Shape;
+import dev.cellar.api.ShapeException;
+import dev.cellar.api.Tensor;
+import dev.cellar.api.spi.Kernels;
+import dev.cellar.api.spi.Storage;
+
+/** The tape's tensor: a shape over a contiguous storage, plus the node that made it when it is recorded. */
+class Var implements Tensor {
+    final Shape shape;
+    final DType dtype;
+    final Kernels kernels;
+    Storage storage;
+    /** The var whose storage this one shares (reshape, detach), or null when it owns its storage. */
+    final Var base;
+    boolean requiresGrad;
+    Node node;
+    /** Accumulated gradient of a leaf that requires grad (params, gradcheck inputs). */
+    Storage grad;
+    int depth;
+    boolean kept;
+
+    Var(Shape shape, DType dtype, Kernels kernels, Storage storage, Var base) {
+        this.shape = shape;
+        this.dtype = dtype;
+        this.kernels = kernels;
+        this.storage = storage;
+        this.base = base;
+    }
+
+    /** Backward of one recorded op: one gradient per input (null where none), given the output gradient. */
+    interface Backward {
+        Var[] apply(Var grad);
+    }
+
+    record Node(Var[] inputs, Backward backward) {
+    }
+
+    int size() {
+        return shape.size();
+    }
+
+    @Override
+    public Shape shape() {
+        return shape;
+    }
+
+    @Override
+    public DType dtype() {
+        return dtype;
+    }
+
+    @Override
+    public boolean requiresGrad() {
+        return requiresGrad;
+    }
+
+    @Override
+    public float[] toFloats() {
+        return kernels.readFloats(storage);
+    }
+
+    @Override
+    public double[] toDoubles() {
+        return kernels.readDoubles(storage);
+    }
+
+    @Override
+    public int[] toInts() {
+        if (dtype != DType.I32) {
+            throw new ShapeException("toInts() on a " + dtype + " tensor; use toFloats() or toDoubles()");
+        }
+        return kernels.readInts(storage);
+    }
+
+    /** Gradient as a detached tensor, for Param.grad(). */
+    Tensor gradTensor() {
+        return grad == null ? null : new Var(shape, dtype, kernels, grad, this);
+    }
+
+    @Override
+    public String toString() {
+        return "Tensor" + shape + " " + dtype + (requiresGrad ? " requires grad" : "");
+    }
+}

@@ -1,0 +1,78 @@
+package dev.cellar.autodiff;
+
+import dev.cellar.api.CellarException;
+import dev.cellar.api.DType;
+import dev.cellar.api.Param;
+import dev.cellar.api.Shape;
+import dev.cellar.api.ShapeException;
+import dev.cellar.api.Tensor;
+import org.junit.jupiter.api.Test;
+
+import static dev.cellar.autodiff.TestSupport.REF;
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+class TapeTest {
+    @Test
+    void gradientsAccumulateWhenATensorIsUsedTwice() {
+        Param p = Params.of(REF, DType.F64, "p", Shape.of(1), new double[]{3});
+        try (Tape t = Tape.on(REF, DType.F64, 0)) {
+            t.backward(t.sum(t.mul(p, p))); // d p^2 = 2p = 6
+            t.backward(t.sum(t.mul(p, p))); // accumulates: 12
+        }
+        assertArrayEquals(new double[]{12}, p.grad().toDoubles());
+    }
+
+    @Test
+    void noGradRecordsNothingAndDetachCuts() {
+        Param p = Params.of(REF, DType.F64, "p", Shape.of(1), new double[]{3});
+        try (Tape t = Tape.on(REF, DType.F64, 0)) {
+            Tensor y = t.noGrad(() -> t.mul(p, p));
+            assertFalse(y.requiresGrad());
+            assertFalse(t.detach(t.mul(p, p)).requiresGrad());
+            assertTrue(t.mul(p, p).requiresGrad());
+        }
+    }
+
+    @Test
+    void closeReleasesAllButKeptTensors() {
+        Tensor kept;
+        Tensor dropped;
+        try (Tape t = Tape.on(REF)) {
+            kept = t.keep(t.full(Shape.of(2), 1.5));
+            dropped = t.full(Shape.of(2), 2.5);
+            try (var s = t.scope()) {
+                t.zeros(Shape.of(3));
+                assertEquals(3, t.ownedCount());
+            }
+            assertEquals(2, t.ownedCount()); // the scope released its one buffer
+        }
+        assertArrayEquals(new float[]{1.5f, 1.5f}, kept.toFloats());
+        CellarException e = assertThrows(CellarException.class, dropped::toFloats);
+        assertTrue(e.getMessage().contains("used after close"), e.getMessage());
+    }
+
+    @Test
+    void shapeErrorsCarryTheValues() {
+        try (Tape t = Tape.on(REF)) {
+            var a = t.zeros(Shape.of(2, 3));
+            var b = t.zeros(Shape.of(4, 5));
+            ShapeException e = assertThrows(ShapeException.class, () -> t.matmul(a, b));
+            assertEquals("matmul (2, 3) @ (4, 5): inner dimensions 3 and 4 differ", e.getMessage());
+            e = assertThrows(ShapeException.class, () -> t.add(a, b));
+            assertEquals("shapes (2, 3) and (4, 5) do not broadcast: dimension 0 is 2 vs 4", e.getMessage());
+        }
+    }
+
+    @Test
+    void crossEntropyOfUniformLogitsIsLogV() {
+        try (Tape t = Tape.on(REF, DType.F64, 0)) {
+            Tensor logits = t.zeros(Shape.of(2, 3, 5));
+            Tensor targets = t.ids(new int[]{0, 1, 2, 3, 4, 0}, Shape.of(2, 3));
+            assertEquals(Math.log(5), t.crossEntropy(logits, targets).item(), 1e-12);
+        }
+    }
+}

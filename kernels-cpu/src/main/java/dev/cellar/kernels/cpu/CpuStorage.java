@@ -1,0 +1,73 @@
+package dev.cellar.kernels.cpu;
+
+import dev.cellar.api.CellarException;
+import dev.cellar.api.DType;
+import dev.cellar.api.spi.Storage;
+
+/** A host array: float[] for F32, double[] for F64, int[] for I32. */
+final class CpuStorage implements Storage {
+    final DType dtype;
+    final int size;
+    final float[] f;
+    final double[] d;
+    final int[] i;
+    private boolean closed;
+
+    CpuStorage(DType dtype, int size) {
+        this.dtype = dtype;
+        this.size = size;
+        this.f = dtype == DType.F32 ? new float[size] : null;
+        this.d = dtype == DType.F64 ? new double[size] : null;
+        this.i = dtype == DType.I32 ? new int[size] : null;
+    }
+
+    static CpuStorage of(Storage s) {
+        if (s instanceof CpuStorage c) {
+            if (c.closed) {
+                throw new CellarException("storage used after close (" + c.dtype + ", " + c.size + " elements)");
+            }
+            return c;
+        }
+        throw new CellarException("storage " + s + " does not belong to a CPU backend");
+    }
+
+    double get(int k) {
+        return switch (dtype) {
+            case F32 -> f[k];
+            case F64 -> d[k];
+            case I32 -> i[k];
+        };
+    }
+
+    void set(int k, double v) {
+        switch (dtype) {
+            case F32 -> f[k] = (float) v;
+            case F64 -> d[k] = v;
+            case I32 -> i[k] = (int) v;
+        }
+    }
+
+    @Override
+    public DType dtype() {
+        return dtype;
+    }
+
+    @Override
+    public int size() {
+        return size;
+    }
+
+    boolean closed() {
+        return closed;
+    }
+
+    @Override
+    public void close() {
+        closed = true;
+    }
+
+    @Override
+    public String toString() {
+        return "CpuStorage(" + dtype + ", " + size + ")";
+    }
+}
