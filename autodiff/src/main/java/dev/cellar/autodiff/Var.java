@@ -57,14 +57,22 @@ class Var implements Tensor {
         return requiresGrad;
     }
 
+    /** The storage, or a clear error when the owning tape or scope released it. */
+    dev.cellar.api.spi.Storage live() {
+        if (storage == null) {
+            throw new dev.cellar.api.CellarException("tensor " + shape + " was released when its tape or scope closed; keep() it to use it later");
+        }
+        return storage;
+    }
+
     @Override
     public float[] toFloats() {
-        return kernels.readFloats(storage);
+        return kernels.readFloats(live());
     }
 
     @Override
     public double[] toDoubles() {
-        return kernels.readDoubles(storage);
+        return kernels.readDoubles(live());
     }
 
     @Override
@@ -72,7 +80,7 @@ class Var implements Tensor {
         if (dtype != DType.I32) {
             throw new ShapeException("toInts() on a " + dtype + " tensor; use toFloats() or toDoubles()");
         }
-        return kernels.readInts(storage);
+        return kernels.readInts(live());
     }
 
     /** Gradient as a detached tensor, for Param.grad(). */

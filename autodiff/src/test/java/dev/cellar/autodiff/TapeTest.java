@@ -52,7 +52,7 @@ class TapeTest {
         }
         assertArrayEquals(new float[]{1.5f, 1.5f}, kept.toFloats());
         CellarException e = assertThrows(CellarException.class, dropped::toFloats);
-        assertTrue(e.getMessage().contains("used after close"), e.getMessage());
+        assertTrue(e.getMessage().contains("was released when its tape or scope closed"), e.getMessage());
     }
 
     @Test
