@@ -1,0 +1,50 @@
+package dev.cellar.cells;
+
+import dev.cellar.api.Ops;
+import dev.cellar.api.Tensor;
+import dev.cellar.api.spi.Cell;
+import dev.cellar.api.spi.CellConfig;
+import dev.cellar.api.spi.CellProvider;
+import dev.cellar.api.spi.CellSpec;
+import dev.cellar.api.spi.ParamInit;
+import dev.cellar.api.spi.State;
+import dev.cellar.api.spi.Step;
+
+import java.util.List;
+
+/**
+ * GRU, PyTorch {@code nn.GRU} layout (gate order r, z, n):
+ * <pre>
+ * r = sigmoid(x_r + h_r), z = sigmoid(x_z + h_z)       x_* = W_i* x + b_i*,  h_* = W_h* h + b_h*
+ * n = tanh(x_n + r * h_n)
+ * h' = (1 - z) * n + z * h
+ * </pre>
+ */
+public final class Gru implements CellProvider {
+    @Override
+    public String id() {
+        return "gru";
+    }
+
+    @Override
+    public CellSpec spec() {
+        return new CellSpec("gated recurrent unit, PyTorch nn.GRU layout", List.of("reset", "update", "new"), 1, List.of(), "1");
+    }
+
+    @Override
+    public Cell create(CellConfig config, ParamInit init) {
+        return new Recurrent(config, init, 3, 1) {
+            @Override
+            Step recur(Ops ops, Tensor xp, State s) {
+                Tensor h = s.get(0);                                                       // (B, H)
+                List<Tensor> x = ops.split(xp, 1, hidden, hidden, hidden);                 // 3 x (B, H)
+                List<Tensor> hh = ops.split(ops.linear(h, wHh, bHh), 1, hidden, hidden, hidden);
+                Tensor r = ops.sigmoid(ops.add(x.get(0), hh.get(0)));
+                Tensor z = ops.sigmoid(ops.add(x.get(1), hh.get(1)));
+                Tensor n = ops.tanh(ops.add(x.get(2), ops.mul(r, hh.get(2))));
+                Tensor h2 = ops.add(n, ops.mul(z, ops.sub(h, n)));                        // (1-z) n + z h
+                return new Step(h2, State.of(h2));
+            }
+        };
+    }
+}
