@@ -1,0 +1,283 @@
+package dev.cellar.text;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.cellar.api.CellarException;
+import dev.cellar.api.DType;
+import dev.cellar.api.Param;
+import dev.cellar.api.Shape;
+import dev.cellar.api.Tensor;
+import dev.cellar.api.spi.Backend;
+import dev.cellar.api.spi.State;
+import dev.cellar.autodiff.Clip;
+import dev.cellar.autodiff.Optimizer;
+import dev.cellar.autodiff.Optimizers;
+import dev.cellar.autodiff.Tape;
+
+import java.io.IOException;
+import java.io.Writer;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * Truncated-BPTT training with Adam, as in the reference experiment: contiguous windows, state carried and detached
+ * between windows and reset each epoch; periodic validation; checkpoints every N steps, at the end, and the best by
+ * validation loss; metrics appended to {@code metrics.jsonl}. {@link #requestStop()} (Ctrl-C) ends the run at the
+ * next step boundary with a checkpoint.
+ */
+public final class Trainer {
+    private static final ObjectMapper JSON = new ObjectMapper();
+    private final Config config;
+    private final LanguageModel model;
+    private final Backend backend;
+    private final Optimizer optimizer;
+    private final Batcher batcher;
+    private final int[] val;
+    private final double charsPerToken;
+    private final TrainListener listener;
+    private volatile boolean stop;
+    private Checkpoints.Progress progress;
+    private List<State> carried;
+
+    /** Training settings; defaults are the reference experiment's (batch 64, window 100, Adam 0.001, 50 epochs). */
+    public record Config(int batch, int seq, double lr, int epochs, double clipNorm, double timeBudgetSeconds,
+                         long seed, long evalEvery, long checkpointEvery, Path outDir) {
+        public Config {
+            if (batch <= 0 || seq <= 0 || epochs <= 0) {
+                throw new CellarException("batch " + batch + ", window " + seq + " and epochs " + epochs + " must be positive");
+            }
+            if (!(lr > 0) || clipNorm < 0 || timeBudgetSeconds < 0 || evalEvery < 0 || checkpointEvery < 0) {
+                throw new CellarException("lr must be positive; clip, time budget, eval and checkpoint intervals non-negative");
+            }
+        }
+
+        public static Config defaults(Path outDir) {
+            return new Config(64, 100, 0.001, 50, 0, 0, 1, 500, 1000, outDir);
+        }
+    }
+
+    /** How a run ended. */
+    public record Summary(long steps, int epochs, long tokens, double trainSeconds, double lastLoss,
+                          Evaluator.Result validation, boolean stoppedEarly, Path checkpoint) {
+    }
+
+    public Trainer(Config config, LanguageModel model, Backend backend, int[] train, int[] val, double charsPerToken,
+                   TrainListener listener) {
+        this.config = config;
+        this.model = model;
+        this.backend = backend;
+        this.val = val;
+        this.charsPerToken = charsPerToken;
+        this.listener = listener == null ? new TrainListener() { } : listener;
+        this.batcher = new Batcher(train, config.batch(), config.seq());
+        this.optimizer = Optimizers.adam(model.params(), config.lr());
+        this.progress = Checkpoints.Progress.start(config.seed());
+    }
+
+    /** Continues from a checkpoint of this same model: optimizer moments, position, carried state. */
+    public void resumeFrom(Checkpoints.Loaded ck) {
+        Map<String, double[]> moments = optimizerState(ck);
+        if (!moments.isEmpty()) {
+            optimizer.importState(moments);
+        }
+        progress = ck.progress();
+        batcher.seek(progress.batchPosition());
+        pendingState = carriedState(ck);
+    }
+
+    private Map<String, double[]> pendingState;
+
+    public void requestStop() {
+        stop = true;
+    }
+
+    public Optimizer optimizer() {
+        return optimizer;
+    }
+
+    /** Detaches the state from the graph and keeps its buffers past the tape. */
+    static List<State> carry(Tape tape, List<State> state) {
+        List<State> out = new ArrayList<>(state.size());
+        for (State s : state) {
+            out.add(new State(s.tensors().stream().map(t -> (Tensor) tape.keep(tape.detach(t))).toList()));
+        }
+        return out;
+    }
+
+    public Summary run() {
+        int b = config.batch(), t = config.seq();
+        long total = (long) config.epochs() * batcher.windowsPerEpoch();
+        listener.onStart(total, batcher.windowsPerEpoch(), model.parameterCount(), progress.step());
+        long step = progress.step();
+        int epoch = progress.epoch();
+        long tokens = progress.tokens();
+        double trainSeconds = progress.trainSeconds();
+        double best = progress.bestValLoss();
+        double lastLoss = Double.NaN;
+        Evaluator.Result lastVal = null;
+        Path outDir = config.outDir();
+        Path last = outDir == null ? null : outDir.resolve("last.safetensors");
+        boolean early = false;
+        if (outDir != null) {
+            try {
+                Files.createDirectories(outDir);
+            } catch (IOException e) {
+                throw new CellarException("cannot create output directory " + outDir + ": " + e.getMessage());
+            }
+        }
+        try (Writer metrics = outDir == null ? Writer.nullWriter() : Files.newBufferedWriter(outDir.resolve("metrics.jsonl"),
+                StandardCharsets.UTF_8, StandardOpenOption.CREATE, StandardOpenOption.APPEND)) {
+            while (step < total) {
+                if (stop || (config.timeBudgetSeconds() > 0 && trainSeconds >= config.timeBudgetSeconds())) {
+                    early = true;
+                    break;
+                }
+                Batcher.Batch bt = batcher.next();
+                if (bt.newEpoch()) { // state resets each epoch, like char-rnn
+                    if (step > 0) {
+                        epoch++;
+                    }
+                    carried = null;
+                    pendingState = null;
+                }
+                long t0 = System.nanoTime();
+                double loss;
+                try (Tape tape = Tape.on(backend, DType.F32, config.seed() * 1_000_003L + step)) {
+                    List<State> s = carried != null ? carried : restoreOrInit(tape, b);
+                    LanguageModel.Output o = model.forward(tape, tape.ids(bt.ids(), Shape.of(b, t)), s);
+                    Tensor lossT = tape.crossEntropy(o.logits(), tape.ids(bt.targets(), Shape.of(b, t)));
+                    tape.backward(lossT);
+                    if (config.clipNorm() > 0) {
+                        Clip.byGlobalNorm(model.params(), config.clipNorm());
+                    }
+                    optimizer.step();
+                    optimizer.zeroGrad();
+                    loss = lossT.item();
+                    carried = carry(tape, o.state());
+                }
+                if (!Double.isFinite(loss)) {
+                    throw new CellarException("loss became " + loss + " at step " + step + "; lower --lr or set --clip 5");
+                }
+                double dt = (System.nanoTime() - t0) / 1e9;
+                trainSeconds += dt;
+                step++;
+                tokens += (long) b * t;
+                lastLoss = loss;
+                listener.onStep(step, epoch, loss, b * t / dt);
+                metrics.write(JSON.writeValueAsString(Map.of("step", step, "epoch", epoch, "loss", loss,
+                        "tok_s", b * t / dt, "train_s", trainSeconds)) + "\n");
+                progress = new Checkpoints.Progress(step, epoch, batcher.position(), tokens, trainSeconds, config.seed(), best,
+                        Map.of());
+                if (config.evalEvery() > 0 && step % config.evalEvery() == 0 && val.length > t + 1) {
+                    lastVal = validate(metrics, step);
+                    if (lastVal.natsPerToken() < best && outDir != null) {
+                        best = lastVal.natsPerToken();
+                        progress = withBest(progress, best);
+                        save(outDir.resolve("best.safetensors"));
+                    }
+                }
+                if (outDir != null && config.checkpointEvery() > 0 && step % config.checkpointEvery() == 0) {
+                    save(last);
+                }
+            }
+            if (val.length > t + 1 && (lastVal == null || progress.step() % Math.max(1, config.evalEvery()) != 0)) {
+                lastVal = validate(metrics, step);
+                if (lastVal.natsPerToken() < best && outDir != null) {
+                    best = lastVal.natsPerToken();
+                    progress = withBest(progress, best);
+                    save(outDir.resolve("best.safetensors"));
+                }
+            }
+        } catch (IOException e) {
+            throw new CellarException("cannot write metrics in " + outDir + ": " + e.getMessage());
+        }
+        if (last != null) {
+            save(last);
+        }
+        Summary s = new Summary(step, epoch, tokens, trainSeconds, lastLoss, lastVal, early, last);
+        listener.onFinish(s);
+        return s;
+    }
+
+    private static Checkpoints.Progress withBest(Checkpoints.Progress p, double best) {
+        return new Checkpoints.Progress(p.step(), p.epoch(), p.batchPosition(), p.tokens(), p.trainSeconds(), p.seed(), best, p.train());
+    }
+
+    private Evaluator.Result validate(Writer metrics, long step) throws IOException {
+        Evaluator.Result r = Evaluator.evaluate(model, backend, val, config.batch(), config.seq(), charsPerToken);
+        listener.onEval(step, r);
+        Map<String, Object> m = new LinkedHashMap<>();
+        m.put("step", step);
+        m.put("val_loss", r.natsPerToken());
+        m.put("val_bpc", r.bitsPerChar());
+        m.put("val_ppl", r.perplexity());
+        m.put("train_s", progress.trainSeconds());
+        metrics.write(JSON.writeValueAsString(m) + "\n");
+        metrics.flush();
+        return r;
+    }
+
+    private List<State> restoreOrInit(Tape tape, int b) {
+        List<State> init = model.initialState(tape, b);
+        if (pendingState == null) {
+            return carry(tape, init);
+        }
+        List<State> out = new ArrayList<>();
+        for (int l = 0; l < init.size(); l++) {
+            List<Tensor> ts = new ArrayList<>();
+            for (int i = 0; i < init.get(l).size(); i++) {
+                Tensor z = init.get(l).get(i);
+                double[] v = pendingState.get("state." + l + "." + i);
+                ts.add(v == null || v.length != z.shape().size() ? z : tape.constant(v, z.shape()));
+            }
+            out.add(new State(ts));
+        }
+        pendingState = null;
+        return carry(tape, out);
+    }
+
+    /** Writes a checkpoint with the carried state, so a resume continues exactly. */
+    public void save(Path path) {
+        Map<String, double[]> extra = new LinkedHashMap<>(optimizer.exportState());
+        if (carried != null) { // the carried state rides along, so a resume continues exactly
+            for (int l = 0; l < carried.size(); l++) {
+                for (int i = 0; i < carried.get(l).size(); i++) {
+                    extra.put("state." + l + "." + i, carried.get(l).get(i).toDoubles());
+                }
+            }
+        }
+        Checkpoints.save(path, model, extra, progress);
+        listener.onCheckpoint(path);
+    }
+
+    /** The carried-state tensors of a checkpoint written by {@link #save}. */
+    public static Map<String, double[]> carriedState(Checkpoints.Loaded ck) {
+        Map<String, double[]> out = new LinkedHashMap<>();
+        ck.optimizer().forEach((k, v) -> {
+            if (k.startsWith("state.")) {
+                out.put(k, v);
+            }
+        });
+        return out;
+    }
+
+    /** Optimizer moments only (without carried state). */
+    public static Map<String, double[]> optimizerState(Checkpoints.Loaded ck) {
+        Map<String, double[]> out = new LinkedHashMap<>();
+        ck.optimizer().forEach((k, v) -> {
+            if (!k.startsWith("state.")) {
+                out.put(k, v);
+            }
+        });
+        return out;
+    }
+
+    public List<Param> params() {
+        return model.params();
+    }
+}

@@ -1,0 +1,87 @@
+package dev.cellar.text;
+
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+
+import static dev.cellar.text.Fixtures.CELLS;
+import static dev.cellar.text.Fixtures.REF;
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+class TrainingTest {
+    private static Trainer.Config config(Path out, int epochs, long evalEvery) {
+        return new Trainer.Config(4, 12, 0.01, epochs, 0, 0, 3, evalEvery, 0, out);
+    }
+
+    @Test
+    void aTinyLstmLearnsARepetitiveText(@TempDir Path dir) throws Exception {
+        String text = Fixtures.corpus();
+        Tokenizer tok = CharTokenizer.fit(text);
+        int[][] split = Corpus.split(tok.encode(text), 0.9);
+        LanguageModel m = Fixtures.model("lstm", tok, 16, 1);
+        List<Double> losses = new ArrayList<>();
+        Trainer tr = new Trainer(config(dir, 6, 0), m, REF, split[0], split[1], 1.0, new TrainListener() {
+            @Override
+            public void onStep(long step, int epoch, double loss, double tps) {
+                losses.add(loss);
+            }
+        });
+        Trainer.Summary s = tr.run();
+        double first = losses.get(0), last = losses.get(losses.size() - 1);
+        assertTrue(first > 2.5, "initial loss " + first); // about ln(vocab)
+        assertTrue(last < first * 0.6, "loss went from " + first + " to " + last);
+        assertTrue(s.validation().natsPerToken() < first, "validation " + s.validation());
+        assertTrue(Files.size(dir.resolve("last.safetensors")) > 0);
+        assertTrue(Files.readString(dir.resolve("metrics.jsonl")).contains("\"val_loss\""));
+        // the checkpoint reloads into the same model
+        Checkpoints.Loaded ck = Checkpoints.load(dir.resolve("last.safetensors"), CELLS, REF, dev.cellar.api.DType.F32);
+        for (int i = 0; i < m.params().size(); i++) {
+            assertArrayEquals(m.params().get(i).toFloats(), ck.model().params().get(i).toFloats());
+        }
+        assertEquals(s.steps(), ck.progress().step());
+    }
+
+    /** N steps straight equals N/2, save, resume in fresh objects, N/2: byte-identical params. */
+    @Test
+    void resumeContinuesExactly(@TempDir Path dir) {
+        String text = Fixtures.corpus();
+        Tokenizer tok = CharTokenizer.fit(text);
+        int[][] split = Corpus.split(tok.encode(text), 0.9);
+        for (String cell : List.of("lstm", "gru", "transformer")) {
+            Path a = dir.resolve(cell + "-straight"), b = dir.resolve(cell + "-resumed");
+            LanguageModel straight = Fixtures.model(cell, tok, 8, 5);
+            new Trainer(config(a, 2, 0), straight, REF, split[0], split[1], 1.0, null).run();
+
+            LanguageModel half = Fixtures.model(cell, tok, 8, 5);
+            Trainer first = new Trainer(config(b, 2, 0), half, REF, split[0], split[1], 1.0, null);
+            long total = 2L * new Batcher(split[0], 4, 12).windowsPerEpoch();
+            long stopAt = total / 2 + 1; // mid-epoch, so carried state matters
+            Trainer[] ref = {first};
+            first = new Trainer(config(b, 2, 0), half, REF, split[0], split[1], 1.0, new TrainListener() {
+                @Override
+                public void onStep(long step, int epoch, double loss, double tps) {
+                    if (step == stopAt) {
+                        ref[0].requestStop();
+                    }
+                }
+            });
+            ref[0] = first;
+            first.run();
+            Checkpoints.Loaded ck = Checkpoints.load(b.resolve("last.safetensors"), CELLS, REF, dev.cellar.api.DType.F32);
+            assertEquals(stopAt, ck.progress().step());
+            Trainer second = new Trainer(config(b, 2, 0), ck.model(), REF, split[0], split[1], 1.0, null);
+            second.resumeFrom(ck);
+            second.run();
+            for (int i = 0; i < straight.params().size(); i++) {
+                assertArrayEquals(straight.params().get(i).toFloats(), ck.model().params().get(i).toFloats(),
+                        cell + " " + straight.params().get(i).name());
+            }
+        }
+    }
+}
