@@ -1,0 +1,274 @@
+package dev.cellar.cli;
+
+import dev.cellar.api.DType;
+import dev.cellar.api.spi.Backend;
+import dev.cellar.autodiff.Params;
+import dev.cellar.text.Checkpoints;
+import dev.cellar.text.Corpus;
+import dev.cellar.text.Evaluator;
+import dev.cellar.text.LanguageModel;
+import dev.cellar.text.ModelConfig;
+import dev.cellar.text.Tokenizer;
+import dev.cellar.text.Tokenizers;
+import dev.cellar.text.Trainer;
+import jakarta.inject.Inject;
+import me.tongfei.progressbar.ConsoleProgressBarConsumer;
+import me.tongfei.progressbar.ProgressBar;
+import me.tongfei.progressbar.ProgressBarBuilder;
+import me.tongfei.progressbar.ProgressBarStyle;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.LocalDateTime;
+import java.time.format.DateTimeFormatter;
+import java.util.LinkedHashMap;
+import java.util.Map;
+import java.util.SplittableRandom;
+import java.util.concurrent.Callable;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
+import java.util.stream.Stream;
+
+@Command(name = "train", mixinStandardHelpOptions = true, showDefaultValues = true, sortOptions = false,
+        description = {"Train a language model on a UTF-8 text file (defaults: the reference experiment).",
+                "Writes last.safetensors, best.safetensors and metrics.jsonl to --out. Ctrl-C saves a checkpoint and stops."})
+final class TrainCommand implements Callable<Integer> {
+    @Option(names = "--data", required = true, paramLabel = "PATH", description = "UTF-8 text to train on (first 90% train, rest validation)")
+    Path data;
+    @Option(names = "--cell", defaultValue = "lstm", description = "cell id; see 'cellar cells'")
+    String cell;
+    @Option(names = "--layers", defaultValue = "2")
+    int layers;
+    @Option(names = "--hidden", defaultValue = "256")
+    int hidden;
+    @Option(names = "--seq", defaultValue = "100", description = "window length for truncated BPTT")
+    int seq;
+    @Option(names = "--batch", defaultValue = "64")
+    int batch;
+    @Option(names = "--epochs", defaultValue = "50")
+    int epochs;
+    @Option(names = "--lr", defaultValue = "0.001", description = "Adam learning rate")
+    double lr;
+    @Option(names = "--tokenizer", defaultValue = "char", description = "char, word or bpe")
+    String tokenizer;
+    @Option(names = "--vocab", defaultValue = "10000", description = "vocabulary size: cap for word, target for bpe")
+    int vocab;
+    @Option(names = "--dropout", defaultValue = "0")
+    double dropout;
+    @Option(names = "--clip", defaultValue = "0", description = "clip the global gradient norm; 0 = off")
+    double clip;
+    @Option(names = "--val-fraction", defaultValue = "0.1", description = "share of the text held out for validation")
+    double valFraction;
+    @Option(names = "--out", paramLabel = "DIR", description = "run directory (default runs/<cell>-<time>)")
+    Path out;
+    @Option(names = "--force", description = "allow writing into a --out that already holds a run")
+    boolean force;
+    @Option(names = "--resume", paramLabel = "DIR", description = "continue the run in DIR exactly where its last checkpoint left off")
+    Path resume;
+    @Option(names = "--time-budget", paramLabel = "TIME", description = "stop after this much training time, e.g. 10m, 1h30m")
+    String timeBudget;
+    @Option(names = "--seed", defaultValue = "1")
+    long seed;
+    @Option(names = "--backend", description = "cpu, cpu-reference, opencl (default: best available)")
+    String backend;
+    @Option(names = "--threads", defaultValue = "0", description = "CPU threads; 0 = all cores")
+    int threads;
+    @Option(names = "--plugins", paramLabel = "DIR", description = "load cell plugins from the jars in DIR (or set CELLAR_PLUGINS)")
+    Path plugins;
+    @Option(names = "--eval-every", defaultValue = "500", description = "validate every N steps (0 = only at the end)")
+    long evalEvery;
+    @Option(names = "--checkpoint-every", defaultValue = "500", description = "write last.safetensors every N steps")
+    long checkpointEvery;
+    @Option(names = {"-O", "--cell-option"}, paramLabel = "KEY=VALUE", description = "cell hyper-parameter, e.g. -O heads=8")
+    Map<String, String> cellOptions = new LinkedHashMap<>();
+
+    private final Services services;
+    private final Registry registry;
+    private final Io io;
+
+    @Inject
+    TrainCommand(Services services, Registry registry, Io io) {
+        this.services = services;
+        this.registry = registry;
+        this.io = io;
+    }
+
+    private void validate() {
+        positive("--layers", layers);
+        positive("--hidden", hidden);
+        positive("--seq", seq);
+        positive("--batch", batch);
+        positive("--epochs", epochs);
+        if (!(lr > 0 && lr < 10)) {
+            throw new UsageException("--lr " + lr + " must be in (0, 10)");
+        }
+        if (!(dropout >= 0 && dropout < 1)) {
+            throw new UsageException("--dropout " + dropout + " must be in [0, 1)");
+        }
+        if (clip < 0 || threads < 0 || evalEvery < 0 || checkpointEvery < 0) {
+            throw new UsageException("--clip, --threads, --eval-every and --checkpoint-every must not be negative");
+        }
+        if (!(valFraction > 0 && valFraction < 1)) {
+            throw new UsageException("--val-fraction " + valFraction + " must be between 0 and 1");
+        }
+        if (!Tokenizers.KINDS.contains(tokenizer)) {
+            throw new UsageException("--tokenizer " + tokenizer + ": choose one of " + String.join(", ", Tokenizers.KINDS));
+        }
+    }
+
+    private static void positive(String flag, int v) {
+        if (v <= 0) {
+            throw new UsageException(flag + " " + v + " must be positive");
+        }
+    }
+
+    @Override
+    public Integer call() throws Exception {
+        validate();
+        double budget = timeBudget == null ? 0 : Durations.seconds(timeBudget);
+        String text = Corpus.read(data);
+        try (Backend be = services.open(backend, threads)) {
+            LanguageModel model;
+            Checkpoints.Loaded resumed = null;
+            Tokenizer tok;
+            if (resume != null) {
+                Path ck = resume.resolve("last.safetensors");
+                if (!Files.exists(ck)) {
+                    throw new UsageException("--resume " + resume + ": no last.safetensors there");
+                }
+                resumed = Checkpoints.load(ck, services.cells(), be, DType.F32);
+                model = resumed.model();
+                tok = model.tokenizer();
+                out = resume;
+            } else {
+                registry.cell(cell);
+                out = out != null ? out : Path.of("runs", cell + "-" + LocalDateTime.now().format(DateTimeFormatter.ofPattern("yyyyMMdd-HHmmss")));
+                if (Files.exists(out) && !force && holdsRun(out)) {
+                    throw new UsageException("--out " + out + " already holds a run; pass --force to write into it, --resume "
+                            + out + " to continue it, or choose another --out");
+                }
+                tok = Tokenizers.fit(tokenizer, text, vocab);
+                Map<String, String> opts = new LinkedHashMap<>(cellOptions);
+                if (cell.equals("transformer")) {
+                    opts.putIfAbsent("context", Integer.toString(seq));
+                }
+                model = new LanguageModel(new ModelConfig(cell, layers, hidden, opts, dropout), tok, registry.cell(cell),
+                        Params.creator(be, DType.F32, new SplittableRandom(seed)));
+            }
+            int[] ids = tok.encode(text);
+            int[][] split = Corpus.split(ids, 1 - valFraction);
+            String valText = tok.decode(split[1]);
+            double charsPerToken = tok.charsPerToken(valText, split[1].length);
+            Trainer.Config cfg = new Trainer.Config(batch, seq, lr, epochs, clip, budget, seed, evalEvery, checkpointEvery, out);
+            Progress progress = new Progress(io, model.config().cell());
+            Trainer trainer = new Trainer(cfg, model, be, split[0], split[1], charsPerToken, progress);
+            if (resumed != null) {
+                trainer.resumeFrom(resumed);
+            }
+            io.err().printf("training %s %dx%d (%,d params) on %s: %,d train / %,d validation tokens, vocabulary %d (%s), backend %s%n",
+                    model.config().cell(), model.config().layers(), model.config().hidden(), model.parameterCount(), data,
+                    split[0].length, split[1].length, tok.vocabSize(), tok.kind(), be.description());
+            CountDownLatch done = new CountDownLatch(1);
+            Thread hook = new Thread(() -> {
+                trainer.requestStop();
+                try {
+                    done.await(120, TimeUnit.SECONDS);
+                } catch (InterruptedException ignored) {
+                    Thread.currentThread().interrupt();
+                }
+            }, "cellar-stop");
+            Runtime.getRuntime().addShutdownHook(hook);
+            Trainer.Summary s;
+            try {
+                s = trainer.run();
+            } finally {
+                progress.close();
+                done.countDown();
+                try {
+                    Runtime.getRuntime().removeShutdownHook(hook);
+                } catch (IllegalStateException ignored) {
+                    // shutting down: the hook is running
+                }
+            }
+            io.out().printf("trained %s %dx%d (%,d params): %,d steps, %d epochs, %,d tokens in %s (%,.0f tok/s)%s%n",
+                    model.config().cell(), model.config().layers(), model.config().hidden(), model.parameterCount(), s.steps(),
+                    s.epochs() + 1, s.tokens(), clock(s.trainSeconds()), s.tokens() / Math.max(1e-9, s.trainSeconds()),
+                    s.stoppedEarly() ? " (stopped early)" : "");
+            Evaluator.Result v = s.validation();
+            if (v != null) {
+                io.out().printf("validation: %.4f nats/token, %.4f bits/char, perplexity %.3f%n", v.natsPerToken(), v.bitsPerChar(), v.perplexity());
+            }
+            io.out().println("checkpoint: " + s.checkpoint());
+            return 0;
+        }
+    }
+
+    private static boolean holdsRun(Path dir) throws java.io.IOException {
+        if (!Files.isDirectory(dir)) {
+            return true;
+        }
+        try (Stream<Path> s = Files.list(dir)) {
+            return s.anyMatch(p -> p.getFileName().toString().endsWith(".safetensors") || p.getFileName().toString().equals("metrics.jsonl"));
+        }
+    }
+
+    static String clock(double seconds) {
+        long s = Math.round(seconds);
+        return s >= 3600 ? String.format("%dh%02dm%02ds", s / 3600, s / 60 % 60, s % 60) : String.format("%dm%02ds", s / 60, s % 60);
+    }
+
+    /** A progress bar on a terminal; plain lines every 5% otherwise (logs, CI). */
+    static final class Progress implements dev.cellar.text.TrainListener, AutoCloseable {
+        private final Io io;
+        private final String cell;
+        private ProgressBar bar;
+        private long total;
+        private long lastLine;
+        private String lastEval = "";
+
+        Progress(Io io, String cell) {
+            this.io = io;
+            this.cell = cell;
+        }
+
+        @Override
+        public void onStart(long totalSteps, int windowsPerEpoch, long params, long resumedStep) {
+            total = totalSteps;
+            if (System.console() != null && io.err() == System.err) {
+                bar = new ProgressBarBuilder().setTaskName("train " + cell).setInitialMax(totalSteps)
+                        .setStyle(ProgressBarStyle.ASCII).setUpdateIntervalMillis(500).startsFrom(resumedStep, java.time.Duration.ZERO)
+                        .setConsumer(new ConsoleProgressBarConsumer(System.err)).build();
+            }
+        }
+
+        @Override
+        public void onStep(long step, int epoch, double loss, double tps) {
+            String msg = String.format("epoch %d loss %.4f %,.0f tok/s%s", epoch + 1, loss, tps, lastEval);
+            if (bar != null) {
+                bar.stepTo(step);
+                bar.setExtraMessage(msg);
+            } else if (step == 1 || step - lastLine >= Math.max(1, total / 20)) {
+                lastLine = step;
+                io.err().printf("step %,d/%,d %s%n", step, total, msg);
+            }
+        }
+
+        @Override
+        public void onEval(long step, Evaluator.Result v) {
+            lastEval = String.format(" | val %.4f (%.3f bpc)", v.natsPerToken(), v.bitsPerChar());
+            if (bar == null) {
+                io.err().printf("step %,d validation %.4f nats/token, %.4f bits/char, perplexity %.3f%n", step, v.natsPerToken(),
+                        v.bitsPerChar(), v.perplexity());
+            }
+        }
+
+        @Override
+        public void close() {
+            if (bar != null) {
+                bar.close();
+            }
+        }
+    }
+}
