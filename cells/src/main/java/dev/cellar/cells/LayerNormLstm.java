@@ -13,6 +13,7 @@ import dev.cellar.api.spi.ParamInit;
 import dev.cellar.api.spi.State;
 import dev.cellar.api.spi.Step;
 
+import java.util.ArrayList;
 import java.util.List;
 
 /**
@@ -70,14 +71,31 @@ public final class LayerNormLstm implements CellProvider {
                 return State.of(ops.zeros(Shape.of(batch, h)), ops.zeros(Shape.of(batch, h)));
             }
 
-            @Override
-            public Step step(Ops ops, Tensor x, State s) {
-                Tensor xp = ops.layerNorm(ops.linear(x, wIh, null), gIh, bIh, EPS);           // (B, 4H)
+            /** One step given the normalised input projection xp = LN_ih(W_ih x) (B, 4H). */
+            private Step recur(Ops ops, Tensor xp, State s) {
                 Tensor hp = ops.layerNorm(ops.linear(s.get(0), wHh, null), gHh, bHh, EPS);    // (B, 4H)
-                List<Tensor> g = ops.split(ops.add(ops.add(xp, hp), bias), 1, h, h, h, h);
+                List<Tensor> g = ops.split(ops.add(ops.add(xp, hp), bias), 1, h, h, h, h);   // 4 x (B, H)
                 Tensor c2 = ops.add(ops.mul(ops.sigmoid(g.get(1)), s.get(1)), ops.mul(ops.sigmoid(g.get(0)), ops.tanh(g.get(2))));
                 Tensor h2 = ops.mul(ops.sigmoid(g.get(3)), ops.tanh(ops.layerNorm(c2, gC, bC, EPS)));
                 return new Step(h2, State.of(h2, c2));
+            }
+
+            @Override
+            public Step step(Ops ops, Tensor x, State s) {
+                return recur(ops, ops.layerNorm(ops.linear(x, wIh, null), gIh, bIh, EPS), s); // (B, 4H)
+            }
+
+            @Override
+            public Step sequence(Ops ops, Tensor xs, State s) {
+                int b = xs.dim(0), t = xs.dim(1);
+                Tensor xp = ops.layerNorm(ops.linear(xs, wIh, null), gIh, bIh, EPS);          // (B, T, 4H): one GEMM
+                List<Tensor> outs = new ArrayList<>(t);
+                for (int i = 0; i < t; i++) {
+                    Step st = recur(ops, ops.reshape(ops.slice(xp, 1, i, i + 1), b, 4 * h), s); // (B, 4H)
+                    outs.add(st.out());
+                    s = st.next();
+                }
+                return new Step(ops.stack(1, outs), s);                                       // (B, T, H)
             }
         };
     }

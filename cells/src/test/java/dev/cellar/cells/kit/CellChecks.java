@@ -104,7 +104,7 @@ public final class CellChecks {
         Cell cell = create(p, in, h, opt, 3);
         try (Tape ops = Tape.on(REF, DType.F64, 0)) {
             Tensor xs = ops.constant(values(b * t * in, 9), Shape.of(b, t, in));
-            double[] seq = cell.sequence(ops, xs, cell.initialState(ops, b)).out().toDoubles();
+            Step seq = cell.sequence(ops, xs, cell.initialState(ops, b));
             State s = cell.initialState(ops, b);
             List<Tensor> outs = new ArrayList<>();
             for (int i = 0; i < t; i++) {
@@ -112,7 +112,12 @@ public final class CellChecks {
                 outs.add(st.out());
                 s = st.next();
             }
-            assertArrayEquals(seq, ops.stack(1, outs).toDoubles(), 1e-10, p.id() + ": step-by-step differs from sequence");
+            assertArrayEquals(seq.out().toDoubles(), ops.stack(1, outs).toDoubles(), 1e-10, p.id() + ": step-by-step differs from sequence");
+            assertEquals(seq.next().size(), s.size(), p.id() + ": final state arity differs between step and sequence");
+            for (int i = 0; i < s.size(); i++) {
+                assertEquals(seq.next().get(i).shape(), s.get(i).shape(), p.id() + ": final state " + i + " shape");
+                assertArrayEquals(seq.next().get(i).toDoubles(), s.get(i).toDoubles(), 1e-10, p.id() + ": final state " + i + " differs");
+            }
         }
     }
 

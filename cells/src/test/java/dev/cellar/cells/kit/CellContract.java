@@ -53,14 +53,14 @@ public abstract class CellContract {
     }
 
     @Property(tries = 10)
-    void gradcheckSequence(@ForAll @IntRange(min = 1, max = 2) int b, @ForAll @IntRange(min = 1, max = 3) int t,
-                           @ForAll @IntRange(min = 1, max = 3) int in, @ForAll @IntRange(min = 1, max = 3) int h, @ForAll long seed) {
+    void gradcheckSequence(@ForAll @IntRange(min = 1, max = 3) int b, @ForAll @IntRange(min = 1, max = 3) int t,
+                           @ForAll @IntRange(min = 1, max = 4) int in, @ForAll @IntRange(min = 1, max = 4) int h, @ForAll long seed) {
         CellChecks.assertPasses(CellChecks.gradcheckSequence(provider(), b, t, in, h, options(), seed), provider().id());
     }
 
     @Property(tries = 10)
-    void gradcheckStep(@ForAll @IntRange(min = 1, max = 2) int b, @ForAll @IntRange(min = 1, max = 3) int in,
-                       @ForAll @IntRange(min = 1, max = 3) int h, @ForAll long seed) {
+    void gradcheckStep(@ForAll @IntRange(min = 1, max = 3) int b, @ForAll @IntRange(min = 1, max = 4) int in,
+                       @ForAll @IntRange(min = 1, max = 4) int h, @ForAll long seed) {
         CellChecks.assertPasses(CellChecks.gradcheckStep(provider(), b, in, h, options(), seed), provider().id());
     }
 }
