@@ -27,9 +27,10 @@ import java.util.List;
  * x = x + W_2 gelu(W_1 LN2(x))
  * x = LN_f(x)                           (top layer only)
  * </pre>
- * Training runs {@link #create sequence} over a whole window (positions restart at 0 each window, nothing is carried
+ * Training runs {@code sequence} over a whole window (positions restart at 0 each window, nothing is carried
  * between windows). Generation steps one token at a time with a KV cache as the state: {@code (K, V, X)} where K and
- * V are (B, heads, t, dh) and X (B, t, I) holds this layer's inputs. When the cache reaches {@code context}, the
+ * V are (B, heads, t, dh) and X (B, t, I) holds this layer's inputs; the position counter is the cache length t
+ * ({@code initialState} is an empty cache, t = 0). When the cache reaches {@code context}, the
  * layer re-encodes its last {@code context/2} inputs from position 0 and continues; upper layers re-encode the
  * inputs they received, so after a slide they see slightly different (longer-context) lower-layer features.
  */
