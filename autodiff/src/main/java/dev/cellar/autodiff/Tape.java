@@ -881,7 +881,7 @@ public final class Tape implements Ops, AutoCloseable {
                 }
             }
             gradsLeft.clear();
-            recorded.clear();
+            dropGraph();
         } finally {
             gradEnabled = was;
         }
@@ -996,7 +996,21 @@ public final class Tape implements Ops, AutoCloseable {
                 release(x);
             }
         }
+        dropGraph();
+        for (Var x : owned) {
+            x.node = null;
+        }
         owned.clear();
+    }
+
+    /**
+     * Forgets the recorded graph (no retain_graph): a detached tensor carried to the next step must not keep this
+     * step's whole graph reachable through its base.
+     */
+    private void dropGraph() {
+        for (Var v : recorded) {
+            v.node = null;
+        }
         recorded.clear();
     }
 
