@@ -56,6 +56,19 @@ class TapeTest {
     }
 
     @Test
+    void aCarriedDetachedTensorDoesNotKeepTheGraphAlive() {
+        Param p = Params.of(REF, DType.F32, "p", Shape.of(2), new double[]{1, 2});
+        Var kept;
+        try (Tape t = Tape.on(REF)) {
+            Tensor h = t.tanh(t.mul(p, p));
+            kept = (Var) t.keep(t.detach(h));
+            t.backward(t.sum(h));
+        }
+        assertTrue(kept.base.node == null, "the detached tensor's base still holds its graph node");
+        assertArrayEquals(new float[]{(float) Math.tanh(1), (float) Math.tanh(4)}, kept.toFloats(), 1e-6f);
+    }
+
+    @Test
     void shapeErrorsCarryTheValues() {
         try (Tape t = Tape.on(REF)) {
             var a = t.zeros(Shape.of(2, 3));
