@@ -585,11 +585,8 @@ public final class Tape implements Ops, AutoCloseable {
         int[] st = x.shape.strides();
         Var out = alloc(os, x.dtype);
         k.copy(x.storage, start * st[a], st, out.storage, 0, os.strides(), os);
-        return record(out, g -> { // scatter the gradient back into a zero tensor of the input's shape
-            Var gx = alloc(x.shape, g.dtype);
-            k.copy(g.storage, 0, os.strides(), gx.storage, start * st[a], st, os);
-            return new Var[]{gx};
-        }, x);
+        // the gradient is a region of the input's: accumulate() adds it in place, never zero-pads a full copy
+        return record(out, g -> new Var[]{new Var.Partial(g, start * st[a], st)}, x);
     }
 
     @Override
@@ -891,18 +888,46 @@ public final class Tape implements Ops, AutoCloseable {
     }
 
     private void accumulate(Map<Var, Var> grads, Var target, Var g) {
-        if (target.node == null) { // a leaf: params and gradcheck inputs keep their gradient
+        if (target.node == null) { // a leaf: params and gradcheck inputs keep their gradient across backward calls
             if (target.grad == null) {
                 target.grad = k.allocate(target.dtype, target.size());
-                k.copy(g.storage, 0, target.shape.strides(), target.grad, 0, target.shape.strides(), target.shape);
-            } else {
-                int[] st = target.shape.strides();
-                k.binary(Binary.ADD, target.grad, st, g.storage, st, target.grad, target.shape);
+                if (!(g instanceof Var.Partial)) {
+                    k.copy(g.storage, 0, target.shape.strides(), target.grad, 0, target.shape.strides(), target.shape);
+                    return;
+                }
             }
+            addInto(target.grad, target.shape, g);
             return;
         }
         Var old = grads.get(target);
-        grads.put(target, old == null ? g : rawBinary(Binary.ADD, old, g));
+        if (old == null && !(g instanceof Var.Partial)) {
+            grads.put(target, g);
+            return;
+        }
+        if (old == null || !old.ownedGrad) { // a buffer of our own that later contributions update in place
+            Var sum = alloc(target.shape, target.dtype);
+            sum.ownedGrad = true;
+            if (old != null) {
+                addInto(sum.storage, sum.shape, old);
+            }
+            old = sum;
+            grads.put(target, sum);
+        }
+        addInto(old.storage, old.shape, g);
+    }
+
+    /** buffer (of {@code shape}) += g, where g is a whole gradient or a region of one. */
+    private void addInto(Storage buffer, Shape shape, Var g) {
+        if (g instanceof Var.Partial p) {
+            int[] cs = p.shape.strides();
+            Var region = alloc(p.shape, p.dtype);
+            k.copy(buffer, p.offset, p.strides, region.storage, 0, cs, p.shape);
+            k.binary(Binary.ADD, region.storage, cs, p.storage, cs, region.storage, p.shape);
+            k.copy(region.storage, 0, cs, buffer, p.offset, p.strides, p.shape);
+            return;
+        }
+        int[] st = shape.strides();
+        k.binary(Binary.ADD, buffer, st, g.storage, st, buffer, shape);
     }
 
     // ================================================================ ownership

@@ -21,6 +21,8 @@ class Var implements Tensor {
     Storage grad;
     int depth;
     boolean kept;
+    /** A gradient buffer that backward allocated itself and may therefore update in place. */
+    boolean ownedGrad;
 
     Var(Shape shape, DType dtype, Kernels kernels, Storage storage, Var base) {
         this.shape = shape;
@@ -36,6 +38,18 @@ class Var implements Tensor {
     }
 
     record Node(Var[] inputs, Backward backward) {
+    }
+
+    /** A gradient for a region of a larger tensor (slice backward): added in place instead of zero-padded. */
+    static final class Partial extends Var {
+        final int offset;
+        final int[] strides;
+
+        Partial(Var region, int offset, int[] strides) {
+            super(region.shape, region.dtype, region.kernels, region.storage, region);
+            this.offset = offset;
+            this.strides = strides;
+        }
     }
 
     int size() {

@@ -48,7 +48,7 @@ public final class OpenClProvider implements BackendProvider {
             List<ClDevice> all = devices.get();
             List<ClDevice> usable = all.stream().filter(ClDevice::usable).toList();
             if (all.isEmpty()) {
-                return Availability.unavailable("no OpenCL device: the platforms report no devices; " + INSTALL_HINT);
+                return Availability.unavailable("no OpenCL platform or device found; " + INSTALL_HINT);
             }
             if (usable.isEmpty()) {
                 return Availability.unavailable("no OpenCL device has a work-group size >= " + ClDevice.MIN_WORK_GROUP

@@ -1,0 +1,327 @@
+package dev.cellar.kernels.cpu;
+
+import dev.cellar.api.CellarException;
+import dev.cellar.api.DType;
+import dev.cellar.api.Shape;
+import dev.cellar.api.spi.Binary;
+import dev.cellar.api.spi.MatmulSpec;
+import dev.cellar.api.spi.Reduce;
+import dev.cellar.api.spi.Storage;
+import dev.cellar.api.spi.Unary;
+
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Future;
+
+/**
+ * The fast CPU kernels: F32 paths for GEMM (packed panels, Vector API micro-kernel, split over a small thread pool),
+ * elementwise ops with the broadcast patterns models use, reductions, strided copies and row gathers. Everything
+ * else (F64, rare patterns) falls back to {@link ReferenceKernels}, whose results these must equal.
+ */
+final class CpuKernels extends ReferenceKernels {
+    /** Below this many multiply-adds a GEMM runs on the calling thread. */
+    private static final long PARALLEL_FMAS = 1L << 17;
+    private final Gemm gemm;
+    private final ExecutorService pool;
+    private final int threads;
+
+    CpuKernels(Gemm gemm, ExecutorService pool, int threads) {
+        this.gemm = gemm;
+        this.pool = pool;
+        this.threads = threads;
+    }
+
+    private static boolean f32(Storage... ss) {
+        for (Storage s : ss) {
+            if (s.dtype() != DType.F32) {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    // ---------------------------------------------------------------- GEMM
+
+    @Override
+    public void matmul(MatmulSpec s, Storage a, Storage b, Storage c) {
+        if (!f32(a, b, c)) {
+            super.matmul(s, a, b, c);
+            return;
+        }
+        float[] fa = CpuStorage.of(a).f, fb = CpuStorage.of(b).f, fc = CpuStorage.of(c).f;
+        int m = s.m(), n = s.n(), k = s.k();
+        if (m == 0 || n == 0) {
+            return;
+        }
+        if (k == 0) {
+            if (!s.accumulate()) {
+                java.util.Arrays.fill(fc, 0, s.batch() * m * n, 0f);
+            }
+            return;
+        }
+        float[] bp = null;
+        float[] at = s.transA() ? new float[m * k] : null;
+        for (int p = 0; p < s.batch(); p++) {
+            int aOff = p * s.strideA();
+            if (s.transA()) { // A stored (k, m): transpose to (m, k)
+                for (int q = 0; q < k; q++) {
+                    for (int i = 0; i < m; i++) {
+                        at[i * k + q] = fa[aOff + q * m + i];
+                    }
+                }
+            }
+            if (p == 0 || s.strideB() != 0) {
+                bp = gemm.pack(fb, p * s.strideB(), k, n, s.transB(), bp);
+            }
+            run(s.transA() ? at : fa, s.transA() ? 0 : aOff, bp, fc, p * m * n, m, n, k, s.accumulate());
+        }
+    }
+
+    private void run(float[] a, int aOff, float[] bp, float[] c, int cOff, int m, int n, int k, boolean acc) {
+        int panels = (n + gemm.panel() - 1) / gemm.panel();
+        int tasks = (long) m * n * k < PARALLEL_FMAS ? 1 : Math.min(threads, panels);
+        if (tasks <= 1) {
+            gemm.panels(a, aOff, bp, c, cOff, m, n, k, 0, panels, acc);
+            return;
+        }
+        List<Future<?>> fs = new ArrayList<>(tasks - 1);
+        for (int t = 1; t < tasks; t++) {
+            int p0 = panels * t / tasks, p1 = panels * (t + 1) / tasks;
+            fs.add(pool.submit(() -> gemm.panels(a, aOff, bp, c, cOff, m, n, k, p0, p1, acc)));
+        }
+        gemm.panels(a, aOff, bp, c, cOff, m, n, k, 0, panels / tasks, acc);
+        for (Future<?> f : fs) {
+            try {
+                f.get();
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                throw new CellarException("interrupted during matmul");
+            } catch (ExecutionException e) {
+                throw new CellarException("matmul failed: " + e.getCause(), e.getCause());
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- elementwise
+
+    @Override
+    public void unary(Unary op, Storage x, Storage out, int n) {
+        if (!f32(x, out)) {
+            super.unary(op, x, out, n);
+            return;
+        }
+        float[] a = CpuStorage.of(x).f, o = CpuStorage.of(out).f;
+        switch (op) {
+            case NEG -> {
+                for (int i = 0; i < n; i++) {
+                    o[i] = -a[i];
+                }
+            }
+            case TANH -> {
+                for (int i = 0; i < n; i++) {
+                    o[i] = (float) Math.tanh(a[i]);
+                }
+            }
+            case SIGMOID -> {
+                for (int i = 0; i < n; i++) {
+                    float v = a[i];
+                    o[i] = v >= 0 ? (float) (1 / (1 + Math.exp(-v))) : (float) (Math.exp(v) / (1 + Math.exp(v)));
+                }
+            }
+            case EXP -> {
+                for (int i = 0; i < n; i++) {
+                    o[i] = (float) Math.exp(a[i]);
+                }
+            }
+            case RELU -> {
+                for (int i = 0; i < n; i++) {
+                    o[i] = a[i] > 0 ? a[i] : 0f;
+                }
+            }
+            case STEP -> {
+                for (int i = 0; i < n; i++) {
+                    o[i] = a[i] > 0 ? 1f : 0f;
+                }
+            }
+            default -> {
+                for (int i = 0; i < n; i++) {
+                    o[i] = (float) unary(op, a[i]);
+                }
+            }
+        }
+    }
+
+    @Override
+    public void binary(Binary op, Storage a, int[] as, Storage b, int[] bs, Storage out, Shape shape) {
+        if (!f32(a, b, out)) {
+            super.binary(op, a, as, b, bs, out, shape);
+            return;
+        }
+        float[] fa = CpuStorage.of(a).f, fb = CpuStorage.of(b).f, fo = CpuStorage.of(out).f;
+        int r = shape.rank();
+        int n = shape.size();
+        if (n == 0) {
+            return;
+        }
+        int[] dims = shape.dims();
+        int inner = r == 0 ? 1 : dims[r - 1];
+        int sa = r == 0 ? 0 : as[r - 1], sb = r == 0 ? 0 : bs[r - 1];
+        int[] idx = new int[Math.max(0, r - 1)];
+        for (int o = 0; o < n; o += inner) {
+            int ia = 0, ib = 0;
+            for (int d = 0; d < r - 1; d++) {
+                ia += idx[d] * as[d];
+                ib += idx[d] * bs[d];
+            }
+            row(op, fa, ia, sa, fb, ib, sb, fo, o, inner);
+            for (int d = r - 2; d >= 0; d--) {
+                if (++idx[d] < dims[d]) {
+                    break;
+                }
+                idx[d] = 0;
+            }
+        }
+    }
+
+    /** One innermost row: out[o + j] = op(a[ia + j*sa], b[ib + j*sb]). */
+    private static void row(Binary op, float[] a, int ia, int sa, float[] b, int ib, int sb, float[] out, int o, int len) {
+        switch (op) {
+            case ADD -> {
+                if (sa == 1 && sb == 1) {
+                    for (int j = 0; j < len; j++) {
+                        out[o + j] = a[ia + j] + b[ib + j];
+                    }
+                } else {
+                    for (int j = 0; j < len; j++) {
+                        out[o + j] = a[ia + j * sa] + b[ib + j * sb];
+                    }
+                }
+            }
+            case SUB -> {
+                for (int j = 0; j < len; j++) {
+                    out[o + j] = a[ia + j * sa] - b[ib + j * sb];
+                }
+            }
+            case MUL -> {
+                if (sa == 1 && sb == 1) {
+                    for (int j = 0; j < len; j++) {
+                        out[o + j] = a[ia + j] * b[ib + j];
+                    }
+                } else {
+                    for (int j = 0; j < len; j++) {
+                        out[o + j] = a[ia + j * sa] * b[ib + j * sb];
+                    }
+                }
+            }
+            case DIV -> {
+                for (int j = 0; j < len; j++) {
+                    out[o + j] = a[ia + j * sa] / b[ib + j * sb];
+                }
+            }
+            default -> {
+                for (int j = 0; j < len; j++) {
+                    out[o + j] = (float) binary(op, a[ia + j * sa], b[ib + j * sb]);
+                }
+            }
+        }
+    }
+
+    @Override
+    public void reduce(Reduce op, Storage x, int outer, int len, int inner, Storage out) {
+        if (!f32(x, out)) {
+            super.reduce(op, x, outer, len, inner, out);
+            return;
+        }
+        float[] a = CpuStorage.of(x).f, o = CpuStorage.of(out).f;
+        boolean sum = op == Reduce.SUM;
+        for (int p = 0; p < outer; p++) {
+            int ob = p * inner;
+            for (int i = 0; i < inner; i++) {
+                o[ob + i] = sum ? 0f : Float.NEGATIVE_INFINITY;
+            }
+            for (int l = 0; l < len; l++) {
+                int xb = (p * len + l) * inner;
+                if (sum) {
+                    for (int i = 0; i < inner; i++) {
+                        o[ob + i] += a[xb + i];
+                    }
+                } else {
+                    for (int i = 0; i < inner; i++) {
+                        o[ob + i] = Math.max(o[ob + i], a[xb + i]);
+                    }
+                }
+            }
+        }
+    }
+
+    @Override
+    public void copy(Storage src, int so, int[] ss, Storage dst, int dOff, int[] ds, Shape shape) {
+        if (!f32(src, dst)) {
+            super.copy(src, so, ss, dst, dOff, ds, shape);
+            return;
+        }
+        float[] s = CpuStorage.of(src).f, d = CpuStorage.of(dst).f;
+        int r = shape.rank();
+        int n = shape.size();
+        if (n == 0) {
+            return;
+        }
+        int[] dims = shape.dims();
+        int inner = r == 0 ? 1 : dims[r - 1];
+        int si = r == 0 ? 0 : ss[r - 1], di = r == 0 ? 0 : ds[r - 1];
+        int[] idx = new int[Math.max(0, r - 1)];
+        for (int o = 0; o < n; o += inner) {
+            int is = so, id = dOff;
+            for (int q = 0; q < r - 1; q++) {
+                is += idx[q] * ss[q];
+                id += idx[q] * ds[q];
+            }
+            if (si == 1 && di == 1) {
+                System.arraycopy(s, is, d, id, inner);
+            } else {
+                for (int j = 0; j < inner; j++) {
+                    d[id + j * di] = s[is + j * si];
+                }
+            }
+            for (int q = r - 2; q >= 0; q--) {
+                if (++idx[q] < dims[q]) {
+                    break;
+                }
+                idx[q] = 0;
+            }
+        }
+    }
+
+    @Override
+    public void gather(Storage table, Storage ids, Storage out, int rows, int width) {
+        if (!f32(table, out)) {
+            super.gather(table, ids, out, rows, width);
+            return;
+        }
+        CpuStorage t = CpuStorage.of(table), ix = CpuStorage.of(ids);
+        float[] o = CpuStorage.of(out).f;
+        int tableRows = width == 0 ? 0 : t.size / width;
+        for (int r = 0; r < rows; r++) {
+            System.arraycopy(t.f, checkedId(ix, r, tableRows) * width, o, r * width, width);
+        }
+    }
+
+    @Override
+    public void scatterAdd(Storage src, Storage ids, Storage table, int rows, int width) {
+        if (!f32(src, table)) {
+            super.scatterAdd(src, ids, table, rows, width);
+            return;
+        }
+        float[] s = CpuStorage.of(src).f;
+        CpuStorage t = CpuStorage.of(table), ix = CpuStorage.of(ids);
+        int tableRows = width == 0 ? 0 : t.size / width;
+        for (int r = 0; r < rows; r++) {
+            int base = checkedId(ix, r, tableRows) * width;
+            for (int c = 0; c < width; c++) {
+                t.f[base + c] += s[r * width + c];
+            }
+        }
+    }
+}

@@ -1,0 +1,83 @@
+package dev.cellar.kernels.cpu;
+
+import dev.cellar.api.CellarException;
+import dev.cellar.api.spi.Availability;
+import dev.cellar.api.spi.Backend;
+import dev.cellar.api.spi.BackendConfig;
+import dev.cellar.api.spi.BackendProvider;
+import dev.cellar.api.spi.Kernels;
+
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.atomic.AtomicInteger;
+
+/**
+ * {@code cpu}: the fast pure-Java backend. Uses the Vector API when {@code jdk.incubator.vector} is in the boot layer
+ * (the launcher and surefire add it) and plain loops otherwise; {@code -Dcellar.cpu.scalar=true} forces the latter.
+ */
+public final class CpuProvider implements BackendProvider {
+    @Override
+    public String id() {
+        return "cpu";
+    }
+
+    @Override
+    public int priority() {
+        return 10;
+    }
+
+    static boolean vectorAvailable() {
+        return !Boolean.getBoolean("cellar.cpu.scalar") && ModuleLayer.boot().findModule("jdk.incubator.vector").isPresent();
+    }
+
+    @Override
+    public Availability probe() {
+        return Availability.available(vectorAvailable() ? "Vector API available" : "scalar loops (start Java with --add-modules jdk.incubator.vector for SIMD)");
+    }
+
+    @Override
+    public Backend open(BackendConfig config) {
+        if (config.threads() < 0) {
+            throw new CellarException("threads " + config.threads() + " must be 0 (all cores) or positive");
+        }
+        int threads = config.threads() == 0 ? Runtime.getRuntime().availableProcessors() : config.threads();
+        Gemm gemm;
+        String simd;
+        if (vectorAvailable()) {
+            gemm = new VectorGemm();
+            simd = VectorGemm.describe();
+        } else {
+            gemm = new ScalarGemm();
+            simd = "scalar";
+        }
+        AtomicInteger n = new AtomicInteger();
+        ExecutorService pool = Executors.newFixedThreadPool(Math.max(1, threads - 1), r -> {
+            Thread t = new Thread(r, "cellar-cpu-" + n.incrementAndGet());
+            t.setDaemon(true);
+            return t;
+        });
+        Kernels k = new CpuKernels(gemm, pool, threads);
+        String desc = "cpu: " + simd + ", " + threads + " thread" + (threads == 1 ? "" : "s");
+        return new Backend() {
+            @Override
+            public String id() {
+                return "cpu";
+            }
+
+            @Override
+            public String description() {
+                return desc;
+            }
+
+            @Override
+            public Kernels kernels() {
+                return k;
+            }
+
+            @Override
+            public void close() {
+                pool.shutdownNow();
+            }
+        };
+    }
+}

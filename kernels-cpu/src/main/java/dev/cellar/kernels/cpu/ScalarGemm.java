@@ -1,0 +1,36 @@
+package dev.cellar.kernels.cpu;
+
+/** The fallback when jdk.incubator.vector is absent: the same packing, plain loops the JIT can vectorise. */
+final class ScalarGemm implements Gemm {
+    static final int W = 16;
+
+    @Override
+    public int panel() {
+        return W;
+    }
+
+    @Override
+    public void panels(float[] a, int aOff, float[] bp, float[] c, int cOff, int m, int n, int k, int p0, int p1, boolean acc) {
+        float[] row = new float[W];
+        for (int p = p0; p < p1; p++) {
+            int j0 = p * W;
+            int jw = Math.min(W, n - j0);
+            int base = p * k * W;
+            for (int i = 0; i < m; i++) {
+                java.util.Arrays.fill(row, 0f);
+                int ai = aOff + i * k;
+                for (int q = 0; q < k; q++) {
+                    float av = a[ai + q];
+                    int bo = base + q * W;
+                    for (int jj = 0; jj < W; jj++) {
+                        row[jj] += av * bp[bo + jj];
+                    }
+                }
+                int ci = cOff + i * n + j0;
+                for (int jj = 0; jj < jw; jj++) {
+                    c[ci + jj] = acc ? c[ci + jj] + row[jj] : row[jj];
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,88 @@
+package dev.cellar.kernels.cpu;
+
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.VectorSpecies;
+
+/**
+ * Vector API micro-kernel: 4 rows x 2 vectors of accumulators, one broadcast of A per row and two loads of packed B
+ * per step of k. Only loaded when jdk.incubator.vector is in the boot layer.
+ */
+final class VectorGemm implements Gemm {
+    private static final VectorSpecies<Float> S = FloatVector.SPECIES_PREFERRED;
+    private static final int L = S.length();
+    private static final int W = 2 * L;
+
+    static String describe() {
+        return "vector " + S.vectorBitSize() + "-bit";
+    }
+
+    @Override
+    public int panel() {
+        return W;
+    }
+
+    @Override
+    public void panels(float[] a, int aOff, float[] bp, float[] c, int cOff, int m, int n, int k, int p0, int p1, boolean acc) {
+        float[] tmp = new float[W];
+        for (int p = p0; p < p1; p++) {
+            int j0 = p * W;
+            int jw = Math.min(W, n - j0);
+            int base = p * k * W;
+            int i = 0;
+            for (; i + 4 <= m; i += 4) {
+                FloatVector c00 = FloatVector.zero(S), c01 = FloatVector.zero(S);
+                FloatVector c10 = FloatVector.zero(S), c11 = FloatVector.zero(S);
+                FloatVector c20 = FloatVector.zero(S), c21 = FloatVector.zero(S);
+                FloatVector c30 = FloatVector.zero(S), c31 = FloatVector.zero(S);
+                int a0 = aOff + i * k, a1 = a0 + k, a2 = a1 + k, a3 = a2 + k;
+                for (int q = 0, bo = base; q < k; q++, bo += W) {
+                    FloatVector b0 = FloatVector.fromArray(S, bp, bo);
+                    FloatVector b1 = FloatVector.fromArray(S, bp, bo + L);
+                    FloatVector x = FloatVector.broadcast(S, a[a0 + q]);
+                    c00 = x.fma(b0, c00);
+                    c01 = x.fma(b1, c01);
+                    x = FloatVector.broadcast(S, a[a1 + q]);
+                    c10 = x.fma(b0, c10);
+                    c11 = x.fma(b1, c11);
+                    x = FloatVector.broadcast(S, a[a2 + q]);
+                    c20 = x.fma(b0, c20);
+                    c21 = x.fma(b1, c21);
+                    x = FloatVector.broadcast(S, a[a3 + q]);
+                    c30 = x.fma(b0, c30);
+                    c31 = x.fma(b1, c31);
+                }
+                store(c, cOff + i * n + j0, jw, c00, c01, acc, tmp);
+                store(c, cOff + (i + 1) * n + j0, jw, c10, c11, acc, tmp);
+                store(c, cOff + (i + 2) * n + j0, jw, c20, c21, acc, tmp);
+                store(c, cOff + (i + 3) * n + j0, jw, c30, c31, acc, tmp);
+            }
+            for (; i < m; i++) {
+                FloatVector c0 = FloatVector.zero(S), c1 = FloatVector.zero(S);
+                int ai = aOff + i * k;
+                for (int q = 0, bo = base; q < k; q++, bo += W) {
+                    FloatVector x = FloatVector.broadcast(S, a[ai + q]);
+                    c0 = x.fma(FloatVector.fromArray(S, bp, bo), c0);
+                    c1 = x.fma(FloatVector.fromArray(S, bp, bo + L), c1);
+                }
+                store(c, cOff + i * n + j0, jw, c0, c1, acc, tmp);
+            }
+        }
+    }
+
+    private static void store(float[] c, int off, int jw, FloatVector v0, FloatVector v1, boolean acc, float[] tmp) {
+        if (jw == W) {
+            if (acc) {
+                v0 = v0.add(FloatVector.fromArray(S, c, off));
+                v1 = v1.add(FloatVector.fromArray(S, c, off + L));
+            }
+            v0.intoArray(c, off);
+            v1.intoArray(c, off + L);
+            return;
+        }
+        v0.intoArray(tmp, 0);
+        v1.intoArray(tmp, L);
+        for (int j = 0; j < jw; j++) {
+            c[off + j] = acc ? c[off + j] + tmp[j] : tmp[j];
+        }
+    }
+}
