@@ -52,7 +52,7 @@ class OpenClProviderTest {
         assertTrue(a.reason().contains("driver exploded"), a.reason());
         Availability none = new OpenClProvider(List::of).probe();
         assertFalse(none.ok());
-        assertTrue(none.reason().contains("no OpenCL device"), none.reason());
+        assertTrue(none.reason().contains("no OpenCL platform or device"), none.reason());
     }
 
     @Test
