@@ -26,11 +26,21 @@ final class CpuKernels extends ReferenceKernels {
     private final Gemm gemm;
     private final ExecutorService pool;
     private final int threads;
+    /** Up to 256 Mi floats (1 GiB) of closed buffers kept for reuse. */
+    private final FloatPool buffers = new FloatPool(1L << 28);
 
     CpuKernels(Gemm gemm, ExecutorService pool, int threads) {
         this.gemm = gemm;
         this.pool = pool;
         this.threads = threads;
+    }
+
+    @Override
+    public Storage allocate(DType dtype, int size) {
+        if (dtype != DType.F32 || size <= 0) {
+            return super.allocate(dtype, size);
+        }
+        return new CpuStorage(DType.F32, size, buffers.take(size), buffers);
     }
 
     private static boolean f32(Storage... ss) {

@@ -11,14 +11,21 @@ final class CpuStorage implements Storage {
     final float[] f;
     final double[] d;
     final int[] i;
+    private final FloatPool pool;
     private boolean closed;
 
     CpuStorage(DType dtype, int size) {
+        this(dtype, size, null, null);
+    }
+
+    /** An F32 storage over a (zeroed) array that returns to {@code pool} when closed. */
+    CpuStorage(DType dtype, int size, float[] reused, FloatPool pool) {
         this.dtype = dtype;
         this.size = size;
-        this.f = dtype == DType.F32 ? new float[size] : null;
+        this.f = dtype == DType.F32 ? (reused != null ? reused : new float[size]) : null;
         this.d = dtype == DType.F64 ? new double[size] : null;
         this.i = dtype == DType.I32 ? new int[size] : null;
+        this.pool = pool;
     }
 
     static CpuStorage of(Storage s) {
@@ -63,7 +70,12 @@ final class CpuStorage implements Storage {
 
     @Override
     public void close() {
-        closed = true;
+        if (!closed) {
+            closed = true;
+            if (pool != null) {
+                pool.give(f);
+            }
+        }
     }
 
     @Override

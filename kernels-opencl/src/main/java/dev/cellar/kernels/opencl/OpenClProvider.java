@@ -37,10 +37,26 @@ public final class OpenClProvider implements BackendProvider {
         return "opencl";
     }
 
+    /**
+     * 5 (ahead of the pure-Java {@code cpu} backend's 10) when a usable GPU or accelerator is present; 50 otherwise,
+     * because an OpenCL CPU device (PoCL) is slower than {@code cpu} on the same cores and should only run when
+     * asked for with {@code --backend opencl}. Computed once from the device listing; never throws.
+     */
     @Override
     public int priority() {
-        return 5;
+        Integer p = priority;
+        if (p == null) {
+            try {
+                p = devices.get().stream().anyMatch(d -> d.usable() && d.gpu()) ? 5 : 50;
+            } catch (Throwable t) {
+                p = 50;
+            }
+            priority = p;
+        }
+        return p;
     }
+
+    private volatile Integer priority;
 
     @Override
     public Availability probe() {
@@ -96,7 +112,7 @@ public final class OpenClProvider implements BackendProvider {
                     + "); " + INSTALL_HINT);
         }
         if (spec == null || spec.isBlank()) {
-            return usable.get(0);
+            return usable.stream().filter(ClDevice::gpu).findFirst().orElse(usable.get(0));
         }
         String s = spec.trim();
         if (s.chars().allMatch(Character::isDigit)) {

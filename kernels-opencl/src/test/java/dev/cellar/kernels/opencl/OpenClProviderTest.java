@@ -3,14 +3,12 @@ package dev.cellar.kernels.opencl;
 import dev.cellar.api.CellarException;
 import dev.cellar.api.spi.Availability;
 import dev.cellar.api.spi.BackendConfig;
-import dev.cellar.api.spi.BackendProvider;
 import dev.cellar.api.spi.Backends;
 import dev.cellar.kernels.opencl.internal.ClDevice;
 import org.jocl.CLException;
 import org.junit.jupiter.api.Test;
 
 import java.util.List;
-import java.util.ServiceLoader;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
@@ -20,7 +18,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 /** Probing never throws and says why; device choice errors list the devices. Needs no OpenCL platform. */
 class OpenClProviderTest {
     private static ClDevice fake(int index, String name, long wg, long local) {
-        return new ClDevice(index, null, null, "Fake Platform", name, wg, local, false);
+        return new ClDevice(index, null, null, "Fake Platform", name, wg, local, false, name.contains("GPU")
+                || name.contains("RTX"));
     }
 
     @Test
@@ -68,7 +67,8 @@ class OpenClProviderTest {
         List<ClDevice> ds = List.of(fake(0, "Intel Xeon", 4096, 256 * 1024), fake(1, "NVIDIA RTX", 1024, 48 * 1024));
         assertEquals("NVIDIA RTX", OpenClProvider.choose(ds, "1").name());
         assertEquals("NVIDIA RTX", OpenClProvider.choose(ds, "rtx").name());
-        assertEquals("Intel Xeon", OpenClProvider.choose(ds, null).name());
+        assertEquals("NVIDIA RTX", OpenClProvider.choose(ds, null).name(), "a GPU is preferred when none is named");
+        assertEquals("Intel Xeon", OpenClProvider.choose(ds.subList(0, 1), null).name());
         CellarException e = assertThrows(CellarException.class, () -> OpenClProvider.choose(ds, "radeon"));
         assertTrue(e.getMessage().contains("radeon") && e.getMessage().contains("#1 NVIDIA RTX"), e.getMessage());
         CellarException open = assertThrows(CellarException.class, () -> new OpenClProvider(() -> {
@@ -78,10 +78,17 @@ class OpenClProviderTest {
     }
 
     @Test
-    void registeredAsAServiceWithPriorityFive() {
-        BackendProvider p = ServiceLoader.load(BackendProvider.class, getClass().getClassLoader()).stream()
-                .map(ServiceLoader.Provider::get).filter(x -> x.id().equals("opencl")).findFirst().orElseThrow();
-        assertEquals(5, p.priority());
+    void registeredAsAService() {
         assertTrue(Backends.discover(getClass().getClassLoader()).containsKey("opencl"));
+    }
+
+    @Test
+    void preferredOverTheCpuBackendOnlyWithAGpu() {
+        assertEquals(5, new OpenClProvider(() -> List.of(fake(0, "Big GPU", 1024, 64 * 1024))).priority());
+        assertEquals(50, new OpenClProvider(() -> List.of(fake(0, "Intel Xeon", 4096, 256 * 1024))).priority(),
+                "an OpenCL CPU device (PoCL) is slower than the cpu backend (priority 10)");
+        assertEquals(50, new OpenClProvider(() -> {
+            throw new UnsatisfiedLinkError("nope");
+        }).priority());
     }
 }

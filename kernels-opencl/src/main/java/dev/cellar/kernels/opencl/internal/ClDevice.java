@@ -10,9 +10,12 @@ import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.List;
 
-/** One OpenCL device with the limits Cellar sizes its kernels from. {@code index} counts over all platforms. */
+/**
+ * One OpenCL device with the limits Cellar sizes its kernels from. {@code index} counts over all platforms;
+ * {@code gpu} is true for GPU and accelerator devices (not for CPU devices such as PoCL's).
+ */
 public record ClDevice(int index, cl_platform_id platform, cl_device_id device, String platformName, String name,
-                       long maxWorkGroupSize, long localMemBytes, boolean fp64) {
+                       long maxWorkGroupSize, long localMemBytes, boolean fp64, boolean gpu) {
 
     /** Lowest work-group size and local memory the GEMM kernel needs (the 32x32 tile configuration). */
     public static final long MIN_WORK_GROUP = 64;
@@ -24,7 +27,7 @@ public record ClDevice(int index, cl_platform_id platform, cl_device_id device, 
 
     public String summary() {
         return "#" + index + " " + name + " (" + platformName + ", max work-group " + maxWorkGroupSize + ", local mem "
-                + localMemBytes / 1024 + " KiB" + (fp64 ? ", fp64" : ", no fp64") + ")";
+                + localMemBytes / 1024 + " KiB" + (fp64 ? ", fp64" : ", no fp64") + (gpu ? ", gpu" : ", cpu") + ")";
     }
 
     /** Every device of every platform. Throws what JOCL throws (UnsatisfiedLinkError, CLException). */
@@ -56,7 +59,9 @@ public record ClDevice(int index, cl_platform_id platform, cl_device_id device, 
                 out.add(new ClDevice(out.size(), p, d, pname, deviceString(d, CL.CL_DEVICE_NAME).trim(),
                         deviceLong(d, CL.CL_DEVICE_MAX_WORK_GROUP_SIZE, Sizeof.size_t),
                         deviceLong(d, CL.CL_DEVICE_LOCAL_MEM_SIZE, Sizeof.cl_ulong),
-                        ext.contains("cl_khr_fp64")));
+                        ext.contains("cl_khr_fp64"),
+                        (deviceLong(d, CL.CL_DEVICE_TYPE, Sizeof.cl_ulong)
+                                & (CL.CL_DEVICE_TYPE_GPU | CL.CL_DEVICE_TYPE_ACCELERATOR)) != 0));
             }
         }
         return out;
