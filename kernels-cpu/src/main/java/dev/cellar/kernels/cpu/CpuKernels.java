@@ -23,6 +23,8 @@ import java.util.concurrent.Future;
 final class CpuKernels extends ReferenceKernels {
     /** Below this many multiply-adds a GEMM runs on the calling thread. */
     private static final long PARALLEL_FMAS = 1L << 17;
+    /** Smaller B operands are cheap to pack every time. */
+    private static final long MIN_CACHED_PACK = 1L << 12;
     private final Gemm gemm;
     private final ExecutorService pool;
     private final int threads;
@@ -60,7 +62,8 @@ final class CpuKernels extends ReferenceKernels {
             super.matmul(s, a, b, c);
             return;
         }
-        float[] fa = CpuStorage.of(a).f, fb = CpuStorage.of(b).f, fc = CpuStorage.of(c).f;
+        CpuStorage sb = CpuStorage.of(b);
+        float[] fa = CpuStorage.of(a).f, fb = sb.f, fc = CpuStorage.out(c).f;
         int m = s.m(), n = s.n(), k = s.k();
         if (m == 0 || n == 0) {
             return;
@@ -71,37 +74,51 @@ final class CpuKernels extends ReferenceKernels {
             }
             return;
         }
+        // A (i, q) in place: row-major (m, k), or stored (k, m) when transposed
+        int ars = s.transA() ? 1 : k, acs = s.transA() ? m : 1;
         float[] bp = null;
-        float[] at = s.transA() ? new float[m * k] : null;
         for (int p = 0; p < s.batch(); p++) {
-            int aOff = p * s.strideA();
-            if (s.transA()) { // A stored (k, m): transpose to (m, k)
-                for (int q = 0; q < k; q++) {
-                    for (int i = 0; i < m; i++) {
-                        at[i * k + q] = fa[aOff + q * m + i];
-                    }
-                }
-            }
             if (p == 0 || s.strideB() != 0) {
-                bp = gemm.pack(fb, p * s.strideB(), k, n, s.transB(), bp);
+                bp = packed(sb, p * s.strideB(), k, n, s.transB(), s.strideB() == 0 || s.batch() == 1, bp);
             }
-            run(s.transA() ? at : fa, s.transA() ? 0 : aOff, bp, fc, p * m * n, m, n, k, s.accumulate());
+            run(fa, p * s.strideA(), ars, acs, bp, fc, p * m * n, m, n, k, s.accumulate());
         }
     }
 
-    private void run(float[] a, int aOff, float[] bp, float[] c, int cOff, int m, int n, int k, boolean acc) {
+    /**
+     * B packed into panels. When the same B (a weight matrix) comes back unchanged, the pack made on its second use is
+     * reused until a kernel writes to it ({@link CpuStorage#out}); one-off operands are packed into a scratch buffer.
+     */
+    private float[] packed(CpuStorage b, int off, int k, int n, boolean trans, boolean cacheable, float[] scratch) {
+        if (!cacheable || (long) k * n < MIN_CACHED_PACK) {
+            return gemm.pack(b.f, off, k, n, trans, scratch);
+        }
+        long key = (((long) off * 31 + k) * 31 + n) * 2 + (trans ? 1 : 0);
+        if (b.packed != null && b.packedKey == key) {
+            return b.packed;
+        }
+        if (++b.uses < 2) {
+            return gemm.pack(b.f, off, k, n, trans, scratch);
+        }
+        b.packed = gemm.pack(b.f, off, k, n, trans, null);
+        b.packedKey = key;
+        return b.packed;
+    }
+
+    private void run(float[] a, int aOff, int ars, int acs, float[] bp, float[] c, int cOff, int m, int n, int k,
+                     boolean acc) {
         int panels = (n + gemm.panel() - 1) / gemm.panel();
         int tasks = (long) m * n * k < PARALLEL_FMAS ? 1 : Math.min(threads, panels);
         if (tasks <= 1) {
-            gemm.panels(a, aOff, bp, c, cOff, m, n, k, 0, panels, acc);
+            gemm.panels(a, aOff, ars, acs, bp, c, cOff, m, n, k, 0, panels, acc);
             return;
         }
         List<Future<?>> fs = new ArrayList<>(tasks - 1);
         for (int t = 1; t < tasks; t++) {
             int p0 = panels * t / tasks, p1 = panels * (t + 1) / tasks;
-            fs.add(pool.submit(() -> gemm.panels(a, aOff, bp, c, cOff, m, n, k, p0, p1, acc)));
+            fs.add(pool.submit(() -> gemm.panels(a, aOff, ars, acs, bp, c, cOff, m, n, k, p0, p1, acc)));
         }
-        gemm.panels(a, aOff, bp, c, cOff, m, n, k, 0, panels / tasks, acc);
+        gemm.panels(a, aOff, ars, acs, bp, c, cOff, m, n, k, 0, panels / tasks, acc);
         for (Future<?> f : fs) {
             try {
                 f.get();
@@ -122,7 +139,7 @@ final class CpuKernels extends ReferenceKernels {
             super.unary(op, x, out, n);
             return;
         }
-        float[] a = CpuStorage.of(x).f, o = CpuStorage.of(out).f;
+        float[] a = CpuStorage.of(x).f, o = CpuStorage.out(out).f;
         switch (op) {
             case NEG -> {
                 for (int i = 0; i < n; i++) {
@@ -169,7 +186,7 @@ final class CpuKernels extends ReferenceKernels {
             super.binary(op, a, as, b, bs, out, shape);
             return;
         }
-        float[] fa = CpuStorage.of(a).f, fb = CpuStorage.of(b).f, fo = CpuStorage.of(out).f;
+        float[] fa = CpuStorage.of(a).f, fb = CpuStorage.of(b).f, fo = CpuStorage.out(out).f;
         int r = shape.rank();
         int n = shape.size();
         if (n == 0) {
@@ -244,7 +261,7 @@ final class CpuKernels extends ReferenceKernels {
             super.reduce(op, x, outer, len, inner, out);
             return;
         }
-        float[] a = CpuStorage.of(x).f, o = CpuStorage.of(out).f;
+        float[] a = CpuStorage.of(x).f, o = CpuStorage.out(out).f;
         boolean sum = op == Reduce.SUM;
         for (int p = 0; p < outer; p++) {
             int ob = p * inner;
@@ -272,7 +289,7 @@ final class CpuKernels extends ReferenceKernels {
             super.copy(src, so, ss, dst, dOff, ds, shape);
             return;
         }
-        float[] s = CpuStorage.of(src).f, d = CpuStorage.of(dst).f;
+        float[] s = CpuStorage.of(src).f, d = CpuStorage.out(dst).f;
         int r = shape.rank();
         int n = shape.size();
         if (n == 0) {
@@ -311,7 +328,7 @@ final class CpuKernels extends ReferenceKernels {
             return;
         }
         CpuStorage t = CpuStorage.of(table), ix = CpuStorage.of(ids);
-        float[] o = CpuStorage.of(out).f;
+        float[] o = CpuStorage.out(out).f;
         int tableRows = width == 0 ? 0 : t.size / width;
         for (int r = 0; r < rows; r++) {
             System.arraycopy(t.f, checkedId(ix, r, tableRows) * width, o, r * width, width);
@@ -325,7 +342,7 @@ final class CpuKernels extends ReferenceKernels {
             return;
         }
         float[] s = CpuStorage.of(src).f;
-        CpuStorage t = CpuStorage.of(table), ix = CpuStorage.of(ids);
+        CpuStorage t = CpuStorage.out(table), ix = CpuStorage.of(ids);
         int tableRows = width == 0 ? 0 : t.size / width;
         for (int r = 0; r < rows; r++) {
             int base = checkedId(ix, r, tableRows) * width;

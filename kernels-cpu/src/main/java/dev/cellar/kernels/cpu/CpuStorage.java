@@ -28,6 +28,23 @@ final class CpuStorage implements Storage {
         this.pool = pool;
     }
 
+    /**
+     * B of a GEMM packed into panels, kept while this storage is unchanged: a weight matrix is packed once per
+     * optimizer step instead of once per time step. {@link #out} drops it.
+     */
+    float[] packed;
+    long packedKey;
+    /** How many GEMMs used this storage as B since it last changed; packing is cached from the second use. */
+    int uses;
+
+    /** {@link #of}, for a storage a kernel is about to write: drops what was derived from its old contents. */
+    static CpuStorage out(Storage s) {
+        CpuStorage c = of(s);
+        c.packed = null;
+        c.uses = 0;
+        return c;
+    }
+
     static CpuStorage of(Storage s) {
         if (s instanceof CpuStorage c) {
             if (c.closed) {
@@ -72,6 +89,7 @@ final class CpuStorage implements Storage {
     public void close() {
         if (!closed) {
             closed = true;
+            packed = null;
             if (pool != null) {
                 pool.give(f);
             }

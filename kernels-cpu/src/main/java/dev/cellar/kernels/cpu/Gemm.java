@@ -1,8 +1,8 @@
 package dev.cellar.kernels.cpu;
 
 /**
- * Single-precision GEMM on row-major arrays: C (m, n) [+]= A (m, k) B (k, n), with A and B already in that layout
- * (transposes are packed by the caller). B is packed into column panels of {@link #panel()} floats so the micro-kernel
+ * Single-precision GEMM on row-major arrays: C (m, n) [+]= A (m, k) B (k, n). A is read in place with a row and a
+ * column stride (so A^T costs nothing); B is packed, its transpose included. B is packed into column panels of {@link #panel()} floats so the micro-kernel
  * streams it contiguously; each task computes a range of panels for all rows.
  */
 interface Gemm {
@@ -10,10 +10,11 @@ interface Gemm {
     int panel();
 
     /**
-     * Computes panels [p0, p1) of C: rows 0..m, columns p*panel ... within n. {@code bp} holds B packed per panel
-     * ({@code k * panel} floats per panel, zero padded past n).
+     * Computes panels [p0, p1) of C: rows 0..m, columns p*panel ... within n. A (i, q) is {@code a[aOff + i*ars +
+     * q*acs]}; {@code bp} holds B packed per panel ({@code k * panel} floats per panel, zero padded past n).
      */
-    void panels(float[] a, int aOff, float[] bp, float[] c, int cOff, int m, int n, int k, int p0, int p1, boolean accumulate);
+    void panels(float[] a, int aOff, int ars, int acs, float[] bp, float[] c, int cOff, int m, int n, int k, int p0,
+                int p1, boolean accumulate);
 
     /** Packs B (k, n) row-major at {@code bOff} (or B^T stored (n, k) when {@code trans}) into panels. */
     default float[] pack(float[] b, int bOff, int k, int n, boolean trans, float[] buf) {

@@ -33,7 +33,7 @@ class ReferenceKernels implements Kernels {
 
     @Override
     public void write(Storage dst, double[] src) {
-        CpuStorage s = CpuStorage.of(dst);
+        CpuStorage s = CpuStorage.out(dst);
         checkLength(s, src.length);
         for (int k = 0; k < src.length; k++) {
             s.set(k, src[k]);
@@ -42,7 +42,7 @@ class ReferenceKernels implements Kernels {
 
     @Override
     public void write(Storage dst, float[] src) {
-        CpuStorage s = CpuStorage.of(dst);
+        CpuStorage s = CpuStorage.out(dst);
         checkLength(s, src.length);
         for (int k = 0; k < src.length; k++) {
             s.set(k, src[k]);
@@ -51,7 +51,7 @@ class ReferenceKernels implements Kernels {
 
     @Override
     public void write(Storage dst, int[] src) {
-        CpuStorage s = CpuStorage.of(dst);
+        CpuStorage s = CpuStorage.out(dst);
         checkLength(s, src.length);
         for (int k = 0; k < src.length; k++) {
             s.set(k, src[k]);
@@ -125,7 +125,7 @@ class ReferenceKernels implements Kernels {
     @Override
     public void unary(Unary op, Storage x, Storage out, int n) {
         CpuStorage a = CpuStorage.of(x);
-        CpuStorage o = CpuStorage.of(out);
+        CpuStorage o = CpuStorage.out(out);
         for (int k = 0; k < n; k++) {
             o.set(k, unary(op, a.get(k)));
         }
@@ -135,7 +135,7 @@ class ReferenceKernels implements Kernels {
     public void binary(Binary op, Storage a, int[] aStrides, Storage b, int[] bStrides, Storage out, Shape shape) {
         CpuStorage sa = CpuStorage.of(a);
         CpuStorage sb = CpuStorage.of(b);
-        CpuStorage so = CpuStorage.of(out);
+        CpuStorage so = CpuStorage.out(out);
         int[] dims = shape.dims();
         int n = shape.size();
         int[] idx = new int[dims.length];
@@ -163,7 +163,7 @@ class ReferenceKernels implements Kernels {
     @Override
     public void reduce(Reduce op, Storage x, int outer, int len, int inner, Storage out) {
         CpuStorage sx = CpuStorage.of(x);
-        CpuStorage so = CpuStorage.of(out);
+        CpuStorage so = CpuStorage.out(out);
         for (int o = 0; o < outer; o++) {
             for (int i = 0; i < inner; i++) {
                 double acc = op == Reduce.SUM ? 0 : Double.NEGATIVE_INFINITY;
@@ -180,7 +180,7 @@ class ReferenceKernels implements Kernels {
     public void matmul(MatmulSpec s, Storage a, Storage b, Storage c) {
         CpuStorage sa = CpuStorage.of(a);
         CpuStorage sb = CpuStorage.of(b);
-        CpuStorage sc = CpuStorage.of(c);
+        CpuStorage sc = CpuStorage.out(c);
         for (int p = 0; p < s.batch(); p++) {
             int oa = p * s.strideA();
             int ob = p * s.strideB();
@@ -203,7 +203,7 @@ class ReferenceKernels implements Kernels {
     @Override
     public void copy(Storage src, int srcOffset, int[] srcStrides, Storage dst, int dstOffset, int[] dstStrides, Shape shape) {
         CpuStorage s = CpuStorage.of(src);
-        CpuStorage d = CpuStorage.of(dst);
+        CpuStorage d = CpuStorage.out(dst);
         int[] dims = shape.dims();
         int n = shape.size();
         int[] idx = new int[dims.length];
@@ -231,7 +231,7 @@ class ReferenceKernels implements Kernels {
     public void gather(Storage table, Storage ids, Storage out, int rows, int width) {
         CpuStorage t = CpuStorage.of(table);
         CpuStorage ix = CpuStorage.of(ids);
-        CpuStorage o = CpuStorage.of(out);
+        CpuStorage o = CpuStorage.out(out);
         int tableRows = width == 0 ? 0 : t.size / width;
         for (int r = 0; r < rows; r++) {
             int id = checkedId(ix, r, tableRows);
@@ -245,7 +245,7 @@ class ReferenceKernels implements Kernels {
     public void scatterAdd(Storage src, Storage ids, Storage table, int rows, int width) {
         CpuStorage s = CpuStorage.of(src);
         CpuStorage ix = CpuStorage.of(ids);
-        CpuStorage t = CpuStorage.of(table);
+        CpuStorage t = CpuStorage.out(table);
         int tableRows = width == 0 ? 0 : t.size / width;
         for (int r = 0; r < rows; r++) {
             int id = checkedId(ix, r, tableRows);

@@ -10,7 +10,8 @@ final class ScalarGemm implements Gemm {
     }
 
     @Override
-    public void panels(float[] a, int aOff, float[] bp, float[] c, int cOff, int m, int n, int k, int p0, int p1, boolean acc) {
+    public void panels(float[] a, int aOff, int ars, int acs, float[] bp, float[] c, int cOff, int m, int n, int k, int p0,
+                       int p1, boolean acc) {
         float[] row = new float[W];
         for (int p = p0; p < p1; p++) {
             int j0 = p * W;
@@ -18,9 +19,9 @@ final class ScalarGemm implements Gemm {
             int base = p * k * W;
             for (int i = 0; i < m; i++) {
                 java.util.Arrays.fill(row, 0f);
-                int ai = aOff + i * k;
-                for (int q = 0; q < k; q++) {
-                    float av = a[ai + q];
+                int ai = aOff + i * ars;
+                for (int q = 0; q < k; q++, ai += acs) {
+                    float av = a[ai];
                     int bo = base + q * W;
                     for (int jj = 0; jj < W; jj++) {
                         row[jj] += av * bp[bo + jj];

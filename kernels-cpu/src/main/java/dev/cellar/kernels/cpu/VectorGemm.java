@@ -22,7 +22,8 @@ final class VectorGemm implements Gemm {
     }
 
     @Override
-    public void panels(float[] a, int aOff, float[] bp, float[] c, int cOff, int m, int n, int k, int p0, int p1, boolean acc) {
+    public void panels(float[] a, int aOff, int ars, int acs, float[] bp, float[] c, int cOff, int m, int n, int k, int p0,
+                       int p1, boolean acc) {
         float[] tmp = new float[W];
         for (int p = p0; p < p1; p++) {
             int j0 = p * W;
@@ -34,20 +35,20 @@ final class VectorGemm implements Gemm {
                 FloatVector c10 = FloatVector.zero(S), c11 = FloatVector.zero(S);
                 FloatVector c20 = FloatVector.zero(S), c21 = FloatVector.zero(S);
                 FloatVector c30 = FloatVector.zero(S), c31 = FloatVector.zero(S);
-                int a0 = aOff + i * k, a1 = a0 + k, a2 = a1 + k, a3 = a2 + k;
-                for (int q = 0, bo = base; q < k; q++, bo += W) {
+                int a0 = aOff + i * ars;
+                for (int q = 0, bo = base; q < k; q++, bo += W, a0 += acs) {
                     FloatVector b0 = FloatVector.fromArray(S, bp, bo);
                     FloatVector b1 = FloatVector.fromArray(S, bp, bo + L);
-                    FloatVector x = FloatVector.broadcast(S, a[a0 + q]);
+                    FloatVector x = FloatVector.broadcast(S, a[a0]);
                     c00 = x.fma(b0, c00);
                     c01 = x.fma(b1, c01);
-                    x = FloatVector.broadcast(S, a[a1 + q]);
+                    x = FloatVector.broadcast(S, a[a0 + ars]);
                     c10 = x.fma(b0, c10);
                     c11 = x.fma(b1, c11);
-                    x = FloatVector.broadcast(S, a[a2 + q]);
+                    x = FloatVector.broadcast(S, a[a0 + 2 * ars]);
                     c20 = x.fma(b0, c20);
                     c21 = x.fma(b1, c21);
-                    x = FloatVector.broadcast(S, a[a3 + q]);
+                    x = FloatVector.broadcast(S, a[a0 + 3 * ars]);
                     c30 = x.fma(b0, c30);
                     c31 = x.fma(b1, c31);
                 }
@@ -58,9 +59,9 @@ final class VectorGemm implements Gemm {
             }
             for (; i < m; i++) {
                 FloatVector c0 = FloatVector.zero(S), c1 = FloatVector.zero(S);
-                int ai = aOff + i * k;
-                for (int q = 0, bo = base; q < k; q++, bo += W) {
-                    FloatVector x = FloatVector.broadcast(S, a[ai + q]);
+                int ai = aOff + i * ars;
+                for (int q = 0, bo = base; q < k; q++, bo += W, ai += acs) {
+                    FloatVector x = FloatVector.broadcast(S, a[ai]);
                     c0 = x.fma(FloatVector.fromArray(S, bp, bo), c0);
                     c1 = x.fma(FloatVector.fromArray(S, bp, bo + L), c1);
                 }

@@ -1,0 +1,111 @@
+package dev.cellar.kernels.cpu;
+
+import dev.cellar.api.DType;
+import dev.cellar.api.spi.Kernels;
+import dev.cellar.api.spi.MatmulSpec;
+import dev.cellar.api.spi.Storage;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
+
+import java.util.Random;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ExecutorService;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.fail;
+
+/**
+ * The fast GEMM's own paths against cpu-reference: A read transposed in place, and B packed once and reused while
+ * unchanged — a pack must never outlive a write to its storage.
+ */
+class GemmPathsTest {
+    private static final Kernels REF = new ReferenceKernels();
+
+    private static Kernels fast(boolean vector) {
+        ExecutorService pool = Executors.newFixedThreadPool(1, r -> {
+            Thread t = new Thread(r);
+            t.setDaemon(true);
+            return t;
+        });
+        return new CpuKernels(vector ? new VectorGemm() : new ScalarGemm(), pool, 2);
+    }
+
+    private static float[] random(Random r, int n) {
+        float[] x = new float[n];
+        for (int i = 0; i < n; i++) {
+            x[i] = (float) r.nextGaussian();
+        }
+        return x;
+    }
+
+    private static float[] mm(Kernels k, MatmulSpec s, float[] a, float[] b, float[] c0, Storage keepB) {
+        Storage sa = k.allocate(DType.F32, a.length), sc = k.allocate(DType.F32, c0.length);
+        Storage sb = keepB != null ? keepB : k.allocate(DType.F32, b.length);
+        k.write(sa, a);
+        if (keepB == null) {
+            k.write(sb, b);
+        }
+        k.write(sc, c0);
+        k.matmul(s, sa, sb, sc);
+        return k.readFloats(sc);
+    }
+
+    private static void assertClose(float[] want, float[] got, int k, String what) {
+        for (int i = 0; i < want.length; i++) {
+            double tol = 1e-5 * k + 1e-5 * Math.abs(want[i]);
+            if (Math.abs(want[i] - got[i]) > tol) {
+                fail(what + ": element " + i + " is " + got[i] + ", cpu-reference " + want[i]);
+            }
+        }
+    }
+
+    @ParameterizedTest(name = "vector={0}")
+    @ValueSource(booleans = {true, false})
+    void transposesAndOddSizesMatchTheReference(boolean vector) {
+        Kernels k = fast(vector);
+        Random r = new Random(7);
+        int[][] sizes = {{1, 1, 1}, {5, 7, 3}, {64, 256, 1024}, {33, 65, 129}, {4, 1, 40}, {129, 3, 17}};
+        for (int[] mnk : sizes) {
+            int m = mnk[0], n = mnk[1], kk = mnk[2];
+            for (int t = 0; t < 8; t++) {
+                boolean ta = (t & 1) != 0, tb = (t & 2) != 0, acc = (t & 4) != 0;
+                MatmulSpec s = new MatmulSpec(1, m, n, kk, ta, tb, 0, 0, acc);
+                float[] a = random(r, m * kk), b = random(r, kk * n), c = random(r, m * n);
+                assertClose(mm(REF, s, a, b, c, null), mm(k, s, a, b, c, null), kk,
+                        m + "x" + n + "x" + kk + " transA=" + ta + " transB=" + tb + " acc=" + acc);
+            }
+        }
+    }
+
+    @ParameterizedTest(name = "vector={0}")
+    @ValueSource(booleans = {true, false})
+    void aReusedWeightIsRepackedAfterEveryKindOfWrite(boolean vector) {
+        Kernels k = fast(vector);
+        Random r = new Random(11);
+        int m = 8, n = 96, kk = 80;
+        MatmulSpec s = new MatmulSpec(1, m, n, kk, false, true, 0, 0, false);
+        float[] a = random(r, m * kk);
+        float[] w = random(r, kk * n);
+        Storage weight = k.allocate(DType.F32, w.length);
+        k.write(weight, w);
+        for (int use = 0; use < 3; use++) { // the second use caches the pack, the third reads it
+            assertClose(mm(REF, s, a, w, new float[m * n], null), mm(k, s, a, w, new float[m * n], weight), kk,
+                    "use " + use);
+        }
+        // an optimizer-style host write
+        w = random(r, kk * n);
+        k.write(weight, w);
+        assertClose(mm(REF, s, a, w, new float[m * n], null), mm(k, s, a, w, new float[m * n], weight), kk,
+                "after write");
+        mm(k, s, a, w, new float[m * n], weight);
+        // a kernel writing into the weight (in-place update w = w + w)
+        k.binary(dev.cellar.api.spi.Binary.ADD, weight, new int[] {1}, weight, new int[] {1}, weight,
+                dev.cellar.api.Shape.of(w.length));
+        for (int i = 0; i < w.length; i++) {
+            w[i] += w[i];
+        }
+        assertEquals(w[3], k.readFloats(weight)[3]);
+        assertClose(mm(REF, s, a, w, new float[m * n], null), mm(k, s, a, w, new float[m * n], weight), kk,
+                "after an in-place kernel");
+    }
+}
