@@ -109,6 +109,14 @@ public final class Tape implements Ops, AutoCloseable {
         return alloc(shape, dtype);
     }
 
+    /** {@link #alloc} without zeroing, for an output the next kernel call writes in full. */
+    private Var allocFull(Shape shape, DType dt) {
+        Var v = new Var(shape, dt, k, k.empty(dt, shape.size()), null);
+        v.depth = depth;
+        owned.add(v);
+        return v;
+    }
+
     private Var view(Var x, Shape shape) {
         Var v = new Var(shape, x.dtype, k, x.storage, x.base != null ? x.base : x);
         v.depth = depth;
@@ -214,13 +222,13 @@ public final class Tape implements Ops, AutoCloseable {
 
     private Var rawBinary(Binary op, Var a, Var b) {
         Shape s = Shape.broadcast(a.shape, b.shape);
-        Var out = alloc(s, a.dtype);
+        Var out = allocFull(s, a.dtype);
         k.binary(op, a.storage, a.shape.broadcastStrides(s), b.storage, b.shape.broadcastStrides(s), out.storage, s);
         return out;
     }
 
     private Var rawUnary(Unary op, Var x) {
-        Var out = alloc(x.shape, x.dtype);
+        Var out = allocFull(x.shape, x.dtype);
         k.unary(op, x.storage, out.storage, x.size());
         return out;
     }
@@ -243,7 +251,7 @@ public final class Tape implements Ops, AutoCloseable {
             inner *= d[i];
         }
         Shape os = keepDim ? x.shape.with(a, 1) : x.shape.without(a);
-        Var out = alloc(os, x.dtype);
+        Var out = allocFull(os, x.dtype);
         k.reduce(op, x.storage, outer, d[a], inner, out.storage);
         return out;
     }
@@ -270,7 +278,7 @@ public final class Tape implements Ops, AutoCloseable {
         if (x.shape.equals(shape)) {
             return x;
         }
-        Var out = alloc(shape, x.dtype);
+        Var out = allocFull(shape, x.dtype);
         k.copy(x.storage, 0, x.shape.broadcastStrides(shape), out.storage, 0, shape.strides(), shape);
         return out;
     }
@@ -278,7 +286,7 @@ public final class Tape implements Ops, AutoCloseable {
     /** C = op(A) @ op(B) for (batch, m, k) problems; b shared when strideB is 0. */
     private Var rawGemm(Var a, Var b, int batch, int m, int n, int kk, boolean ta, boolean tb, int strideA, int strideB,
                         Shape outShape) {
-        Var out = alloc(outShape, a.dtype);
+        Var out = allocFull(outShape, a.dtype);
         k.matmul(new MatmulSpec(batch, m, n, kk, ta, tb, strideA, strideB, false), a.storage, b.storage, out.storage);
         return out;
     }
@@ -568,7 +576,7 @@ public final class Tape implements Ops, AutoCloseable {
             os[i] = s[ax[i]];
         }
         Shape shape = Shape.of(od);
-        Var out = alloc(shape, x.dtype);
+        Var out = allocFull(shape, x.dtype);
         k.copy(x.storage, 0, os, out.storage, 0, shape.strides(), shape);
         return out;
     }
@@ -583,7 +591,7 @@ public final class Tape implements Ops, AutoCloseable {
         }
         Shape os = x.shape.with(a, end - start);
         int[] st = x.shape.strides();
-        Var out = alloc(os, x.dtype);
+        Var out = allocFull(os, x.dtype);
         k.copy(x.storage, start * st[a], st, out.storage, 0, os.strides(), os);
         // the gradient is a region of the input's: accumulate() adds it in place, never zero-pads a full copy
         return record(out, g -> new Var[]{new Var.Partial(g, start * st[a], st)}, x);
@@ -606,7 +614,7 @@ public final class Tape implements Ops, AutoCloseable {
         }
         Shape os = first.with(a, total);
         int[] ost = os.strides();
-        Var out = alloc(os, xs[0].dtype);
+        Var out = allocFull(os, xs[0].dtype);
         int[] offsets = new int[xs.length];
         int off = 0;
         for (int i = 0; i < xs.length; i++) {
@@ -618,7 +626,7 @@ public final class Tape implements Ops, AutoCloseable {
             Var[] gs = new Var[xs.length];
             for (int i = 0; i < xs.length; i++) {
                 if (xs[i].requiresGrad) {
-                    Var gi = alloc(xs[i].shape, g.dtype);
+                    Var gi = allocFull(xs[i].shape, g.dtype);
                     k.copy(g.storage, offsets[i] * ost[a], ost, gi.storage, 0, xs[i].shape.strides(), xs[i].shape);
                     gs[i] = gi;
                 }
@@ -672,7 +680,7 @@ public final class Tape implements Ops, AutoCloseable {
         int width = table.shape.dim(1), rows = ids.size();
         int[] od = Arrays.copyOf(ids.shape.dims(), ids.shape.rank() + 1);
         od[od.length - 1] = width;
-        Var out = alloc(Shape.of(od), table.dtype);
+        Var out = allocFull(Shape.of(od), table.dtype);
         k.gather(table.storage, ids.storage, out.storage, rows, width);
         return record(out, g -> { // scatter-add rows back; repeated ids accumulate
             Var gt = alloc(table.shape, g.dtype);

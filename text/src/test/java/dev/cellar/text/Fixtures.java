@@ -15,6 +15,9 @@ import java.util.SplittableRandom;
 final class Fixtures {
     static final Backend REF = Backends.select(Backends.discover(Fixtures.class.getClassLoader()), "cpu-reference", null)
             .open(BackendConfig.defaults());
+    /** The fast pure-Java backend: pooled, unzeroed buffers and cached GEMM packs must not change any result. */
+    static final Backend CPU = Backends.select(Backends.discover(Fixtures.class.getClassLoader()), "cpu", null)
+            .open(BackendConfig.defaults());
     static final Map<String, CellProvider> CELLS = new LinkedHashMap<>();
 
     static {
@@ -32,8 +35,12 @@ final class Fixtures {
     }
 
     static LanguageModel model(String cell, Tokenizer tok, int hidden, long seed) {
+        return model(cell, tok, hidden, seed, REF);
+    }
+
+    static LanguageModel model(String cell, Tokenizer tok, int hidden, long seed, Backend backend) {
         return new LanguageModel(new ModelConfig(cell, 2, hidden, Map.of("heads", "2", "context", "16"), 0.0), tok, CELLS.get(cell),
-                Params.creator(REF, DType.F32, new SplittableRandom(seed)));
+                Params.creator(backend, DType.F32, new SplittableRandom(seed)));
     }
 
     private Fixtures() {

@@ -1,6 +1,9 @@
 package dev.cellar.text;
 
+import dev.cellar.api.spi.Backend;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
 import org.junit.jupiter.api.io.TempDir;
 
 import java.nio.file.Files;
@@ -47,18 +50,20 @@ class TrainingTest {
         assertEquals(s.steps(), ck.progress().step());
     }
 
-    /** N steps straight equals N/2, save, resume in fresh objects, N/2: byte-identical params. */
-    @Test
-    void resumeContinuesExactly(@TempDir Path dir) {
+    /** N steps straight equals N/2, save, resume in fresh objects, N/2: byte-identical params, on both CPU backends. */
+    @ParameterizedTest(name = "{0}")
+    @ValueSource(strings = {"cpu-reference", "cpu"})
+    void resumeContinuesExactly(String backend, @TempDir Path dir) {
+        Backend REF = backend.equals("cpu") ? Fixtures.CPU : Fixtures.REF;
         String text = Fixtures.corpus();
         Tokenizer tok = CharTokenizer.fit(text);
         int[][] split = Corpus.split(tok.encode(text), 0.9);
         for (String cell : List.of("lstm", "gru", "transformer")) {
             Path a = dir.resolve(cell + "-straight"), b = dir.resolve(cell + "-resumed");
-            LanguageModel straight = Fixtures.model(cell, tok, 8, 5);
+            LanguageModel straight = Fixtures.model(cell, tok, 8, 5, REF);
             new Trainer(config(a, 2, 0), straight, REF, split[0], split[1], 1.0, null).run();
 
-            LanguageModel half = Fixtures.model(cell, tok, 8, 5);
+            LanguageModel half = Fixtures.model(cell, tok, 8, 5, REF);
             Trainer first = new Trainer(config(b, 2, 0), half, REF, split[0], split[1], 1.0, null);
             long total = 2L * new Batcher(split[0], 4, 12).windowsPerEpoch();
             long stopAt = total / 2 + 1; // mid-epoch, so carried state matters

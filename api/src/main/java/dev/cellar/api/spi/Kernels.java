@@ -14,6 +14,14 @@ public interface Kernels {
     /** A zero-filled buffer. */
     Storage allocate(DType dtype, int size);
 
+    /**
+     * A buffer whose contents are unspecified (PyTorch's {@code empty}), for an output that a kernel is about to
+     * overwrite entirely; backends that pool buffers skip zeroing it. Defaults to {@link #allocate}.
+     */
+    default Storage empty(DType dtype, int size) {
+        return allocate(dtype, size);
+    }
+
     /** Host to device; converts to the storage's dtype. {@code src.length == dst.size()}. */
     void write(Storage dst, double[] src);
 

@@ -42,7 +42,15 @@ final class CpuKernels extends ReferenceKernels {
         if (dtype != DType.F32 || size <= 0) {
             return super.allocate(dtype, size);
         }
-        return new CpuStorage(DType.F32, size, buffers.take(size), buffers);
+        return new CpuStorage(DType.F32, size, buffers.take(size, true), buffers);
+    }
+
+    @Override
+    public Storage empty(DType dtype, int size) {
+        if (dtype != DType.F32 || size <= 0) {
+            return super.allocate(dtype, size);
+        }
+        return new CpuStorage(DType.F32, size, buffers.take(size, false), buffers);
     }
 
     private static boolean f32(Storage... ss) {

@@ -18,7 +18,7 @@ final class CpuStorage implements Storage {
         this(dtype, size, null, null);
     }
 
-    /** An F32 storage over a (zeroed) array that returns to {@code pool} when closed. */
+    /** An F32 storage over an array from {@code pool} (zeroed or not, as the caller asked) that returns to it when closed. */
     CpuStorage(DType dtype, int size, float[] reused, FloatPool pool) {
         this.dtype = dtype;
         this.size = size;

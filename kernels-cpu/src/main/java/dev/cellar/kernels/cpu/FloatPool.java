@@ -19,15 +19,17 @@ final class FloatPool {
         this.maxFloats = maxFloats;
     }
 
-    /** A zero-filled array of {@code size}, reused when one is free. */
-    synchronized float[] take(int size) {
+    /** An array of {@code size}, reused when one is free; zero-filled when {@code zero}, else holding old values. */
+    synchronized float[] take(int size, boolean zero) {
         ArrayDeque<float[]> q = free.get(size);
         float[] a = q == null ? null : q.poll();
         if (a == null) {
             return new float[size];
         }
         pooled -= size;
-        Arrays.fill(a, 0f);
+        if (zero) {
+            Arrays.fill(a, 0f);
+        }
         return a;
     }
 
