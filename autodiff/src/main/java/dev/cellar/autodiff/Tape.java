@@ -769,6 +769,28 @@ public final class Tape implements Ops, AutoCloseable {
     }
 
     @Override
+    public java.util.Optional<List<Tensor>> fused(String name, List<Tensor> inputs, List<Shape> outputs, int... dims) {
+        java.util.Optional<dev.cellar.api.spi.FusedKernel> f = k.fused(name);
+        if (f.isEmpty()) {
+            return java.util.Optional.empty();
+        }
+        Storage[] in = new Storage[inputs.size()];
+        DType dt = inputs.isEmpty() ? dtype : v(inputs.get(0)).dtype;
+        for (int i = 0; i < in.length; i++) {
+            in[i] = v(inputs.get(i)).storage;
+        }
+        List<Tensor> outs = new ArrayList<>(outputs.size());
+        Storage[] out = new Storage[outputs.size()];
+        for (int i = 0; i < out.length; i++) {
+            Var o = allocFull(outputs.get(i), dt);
+            outs.add(o);
+            out[i] = o.storage;
+        }
+        f.get().apply(in, out, dims);
+        return java.util.Optional.of(outs);
+    }
+
+    @Override
     public List<Tensor> custom(CustomOp op, Tensor... inputs) {
         Var[] in = Arrays.stream(inputs).map(this::v).toArray(Var[]::new);
         List<Tensor> saved = new ArrayList<>();

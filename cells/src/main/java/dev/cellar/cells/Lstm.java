@@ -70,7 +70,12 @@ public final class Lstm implements CellProvider {
         @Override
         Step recur(Ops ops, Tensor xp, State s) {
             Tensor h = s.get(0), c = s.get(1);                                  // (B, H)
-            List<Tensor> g = ops.split(ops.add(xp, ops.linear(h, wHh, bHh)), 1, hidden, hidden, hidden, hidden);
+            Tensor gates = ops.add(xp, ops.linear(h, wHh, bHh));                // (B, 4H)
+            if (wci == null) { // one op (a fused kernel where the backend has it) for the pointwise half
+                List<Tensor> hc = ops.custom(LstmPointwise.INSTANCE, gates, c);
+                return new Step(hc.get(0), State.of(hc.get(0), hc.get(1)));
+            }
+            List<Tensor> g = ops.split(gates, 1, hidden, hidden, hidden, hidden);
             Tensor i = g.get(0), f = g.get(1), o = g.get(3);
             if (wci != null) {
                 i = ops.add(i, ops.mul(c, wci));

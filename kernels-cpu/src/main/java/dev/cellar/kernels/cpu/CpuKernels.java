@@ -359,4 +359,122 @@ final class CpuKernels extends ReferenceKernels {
             }
         }
     }
+
+    // ---------------------------------------------------------------- fused
+
+    /**
+     * {@code lstm_step}: inputs [gates (B, 4H) pre-activations in PyTorch order i, f, g, o; c_prev (B, H)], outputs
+     * [h (B, H), c (B, H)], dims [B, H]; c = sigmoid(f) c_prev + sigmoid(i) tanh(g), h = sigmoid(o) tanh(c).
+     * {@code lstm_step_backward}: inputs [gates, c_prev, c, dh, dc], outputs [dgates (B, 4H), dc_prev (B, H)],
+     * dims [B, H]; the gate activations are recomputed from the pre-activations instead of being stored.
+     * F32 only; other dtypes use the composed ops.
+     */
+    @Override
+    public java.util.Optional<dev.cellar.api.spi.FusedKernel> fused(String name) {
+        return switch (name) {
+            case "lstm_step" -> java.util.Optional.of((in, out, dims) -> {
+                checkFused(name, in, 2, out, 2, dims);
+                float[] g = f32(in[0]), cp = f32(in[1]), h = CpuStorage.out(out[0]).f, c = CpuStorage.out(out[1]).f;
+                int hid = dims[1];
+                rows(dims[0], (long) dims[0] * hid * 40, (r0, r1) -> {
+                    for (int b = r0; b < r1; b++) {
+                        int gb = b * 4 * hid, sb = b * hid;
+                        for (int j = 0; j < hid; j++) {
+                            double i = sigmoid(g[gb + j]), f = sigmoid(g[gb + hid + j]);
+                            double gg = tanh(g[gb + 2 * hid + j]), o = sigmoid(g[gb + 3 * hid + j]);
+                            double cn = f * cp[sb + j] + i * gg;
+                            c[sb + j] = (float) cn;
+                            h[sb + j] = (float) (o * tanh(cn));
+                        }
+                    }
+                });
+            });
+            case "lstm_step_backward" -> java.util.Optional.of((in, out, dims) -> {
+                checkFused(name, in, 5, out, 2, dims);
+                float[] g = f32(in[0]), cp = f32(in[1]), c = f32(in[2]), dh = f32(in[3]), dc = f32(in[4]);
+                float[] dg = CpuStorage.out(out[0]).f, dcp = CpuStorage.out(out[1]).f;
+                int hid = dims[1];
+                rows(dims[0], (long) dims[0] * hid * 60, (r0, r1) -> {
+                    for (int b = r0; b < r1; b++) {
+                        int gb = b * 4 * hid, sb = b * hid;
+                        for (int j = 0; j < hid; j++) {
+                            double i = sigmoid(g[gb + j]), f = sigmoid(g[gb + hid + j]);
+                            double gg = tanh(g[gb + 2 * hid + j]), o = sigmoid(g[gb + 3 * hid + j]);
+                            double tc = tanh(c[sb + j]);
+                            double dhj = dh[sb + j];
+                            double dct = dc[sb + j] + dhj * o * (1 - tc * tc);
+                            dg[gb + j] = (float) (dct * gg * i * (1 - i));
+                            dg[gb + hid + j] = (float) (dct * cp[sb + j] * f * (1 - f));
+                            dg[gb + 2 * hid + j] = (float) (dct * i * (1 - gg * gg));
+                            dg[gb + 3 * hid + j] = (float) (dhj * tc * o * (1 - o));
+                            dcp[sb + j] = (float) (dct * f);
+                        }
+                    }
+                });
+            });
+            default -> java.util.Optional.empty();
+        };
+    }
+
+    private static float[] f32(Storage s) {
+        CpuStorage c = CpuStorage.of(s);
+        if (c.dtype != DType.F32) {
+            throw new CellarException("fused cpu kernels take F32 storages, not " + c.dtype);
+        }
+        return c.f;
+    }
+
+    private static void checkFused(String name, Storage[] in, int nIn, Storage[] out, int nOut, int[] dims) {
+        if (in.length != nIn || out.length != nOut || dims.length < 2 || dims[0] < 0 || dims[1] < 0) {
+            throw new CellarException("fused kernel " + name + " takes " + nIn + " inputs, " + nOut + " outputs and dims"
+                    + " [B, H]; got " + in.length + ", " + out.length + " and " + java.util.Arrays.toString(dims));
+        }
+    }
+
+    private static double sigmoid(double x) {
+        return 1 / (1 + Math.exp(-x));
+    }
+
+    /** tanh through the intrinsic exp (Math.tanh is not an intrinsic); series near zero keeps relative accuracy. */
+    static double tanh(double x) {
+        if (Math.abs(x) < 1e-3) {
+            return x * (1 - x * x / 3);
+        }
+        if (x > 20) {
+            return 1;
+        }
+        if (x < -20) {
+            return -1;
+        }
+        return 1 - 2 / (Math.exp(2 * x) + 1);
+    }
+
+    private interface RowRange {
+        void run(int r0, int r1);
+    }
+
+    /** Splits rows over the pool when there is enough work ({@code cost} in rough flops). */
+    private void rows(int rows, long cost, RowRange body) {
+        int tasks = cost < PARALLEL_FMAS || rows < 2 ? 1 : Math.min(threads, rows);
+        if (tasks <= 1) {
+            body.run(0, rows);
+            return;
+        }
+        List<Future<?>> fs = new ArrayList<>(tasks - 1);
+        for (int t = 1; t < tasks; t++) {
+            int r0 = rows * t / tasks, r1 = rows * (t + 1) / tasks;
+            fs.add(pool.submit(() -> body.run(r0, r1)));
+        }
+        body.run(0, rows / tasks);
+        for (Future<?> f : fs) {
+            try {
+                f.get();
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                throw new CellarException("interrupted in a fused kernel");
+            } catch (ExecutionException e) {
+                throw new CellarException("fused kernel failed: " + e.getCause(), e.getCause());
+            }
+        }
+    }
 }

@@ -1,0 +1,71 @@
+package dev.cellar.cells;
+
+import dev.cellar.api.DType;
+import dev.cellar.api.Shape;
+import dev.cellar.api.Tensor;
+import dev.cellar.api.spi.Backend;
+import dev.cellar.api.spi.BackendConfig;
+import dev.cellar.api.spi.Backends;
+import dev.cellar.autodiff.Tape;
+import dev.cellar.cells.kit.CellChecks;
+import org.junit.jupiter.api.Test;
+
+import java.util.List;
+import java.util.SplittableRandom;
+
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assertions.fail;
+
+/**
+ * The cpu backend's fused lstm_step / lstm_step_backward kernels equal the composed ops (cpu-reference has no fused
+ * kernels, so there the op composes) in F32, forward and backward, including large pre-activations.
+ */
+class LstmPointwiseTest {
+    private static final Backend CPU = Backends.select(Backends.discover(LstmPointwiseTest.class.getClassLoader()), "cpu",
+            null).open(BackendConfig.defaults());
+
+    private record Result(double[] h, double[] c, double[] dGates, double[] dC) {
+    }
+
+    private static Result run(Backend backend, double[] gates, double[] c0, double[] rh, double[] rc, int b, int h) {
+        try (Tape tape = Tape.on(backend, DType.F32, 0)) {
+            Tensor g = tape.leaf(gates, Shape.of(b, 4 * h));
+            Tensor c = tape.leaf(c0, Shape.of(b, h));
+            List<Tensor> out = tape.custom(LstmPointwise.INSTANCE, g, c);
+            Tensor loss = tape.add(tape.sum(tape.mul(out.get(0), tape.constant(rh, Shape.of(b, h)))),
+                    tape.sum(tape.mul(out.get(1), tape.constant(rc, Shape.of(b, h)))));
+            tape.backward(loss);
+            return new Result(out.get(0).toDoubles(), out.get(1).toDoubles(), tape.grad(g).toDoubles(),
+                    tape.grad(c).toDoubles());
+        }
+    }
+
+    private static void close(double[] want, double[] got, String what) {
+        for (int i = 0; i < want.length; i++) {
+            if (Math.abs(want[i] - got[i]) > 2e-6 + 2e-6 * Math.abs(want[i])) {
+                fail(what + "[" + i + "]: fused " + got[i] + ", composed " + want[i]);
+            }
+        }
+    }
+
+    @Test
+    void fusedKernelsEqualTheComposition() {
+        assertTrue(CPU.kernels().fused("lstm_step").isPresent() && CPU.kernels().fused("lstm_step_backward").isPresent());
+        SplittableRandom r = new SplittableRandom(3);
+        for (int[] bh : new int[][] {{1, 1}, {3, 5}, {64, 37}}) {
+            int b = bh[0], h = bh[1];
+            double[] gates = r.doubles(4L * b * h, -6, 6).toArray(); // saturating and linear regions
+            gates[0] = 30;
+            gates[gates.length - 1] = -30;
+            double[] c0 = r.doubles((long) b * h, -3, 3).toArray();
+            double[] rh = r.doubles((long) b * h, -1, 1).toArray(), rc = r.doubles((long) b * h, -1, 1).toArray();
+            Result want = run(CellChecks.REF, gates, c0, rh, rc, b, h);
+            Result got = run(CPU, gates, c0, rh, rc, b, h);
+            String at = b + "x" + h + " ";
+            close(want.h(), got.h(), at + "h");
+            close(want.c(), got.c(), at + "c");
+            close(want.dGates(), got.dGates(), at + "dgates");
+            close(want.dC(), got.dC(), at + "dc_prev");
+        }
+    }
+}
