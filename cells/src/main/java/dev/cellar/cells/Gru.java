@@ -37,12 +37,8 @@ public final class Gru implements CellProvider {
             @Override
             Step recur(Ops ops, Tensor xp, State s) {
                 Tensor h = s.get(0);                                                       // (B, H)
-                List<Tensor> x = ops.split(xp, 1, hidden, hidden, hidden);                 // 3 x (B, H)
-                List<Tensor> hh = ops.split(ops.linear(h, wHh, bHh), 1, hidden, hidden, hidden);
-                Tensor r = ops.sigmoid(ops.add(x.get(0), hh.get(0)));
-                Tensor z = ops.sigmoid(ops.add(x.get(1), hh.get(1)));
-                Tensor n = ops.tanh(ops.add(x.get(2), ops.mul(r, hh.get(2))));
-                Tensor h2 = ops.add(n, ops.mul(z, ops.sub(h, n)));                        // (1-z) n + z h
+                // one op (a fused kernel where the backend has it) for the gates and the update
+                Tensor h2 = ops.custom(GruPointwise.INSTANCE, xp, ops.linear(h, wHh, bHh), h).get(0);
                 return new Step(h2, State.of(h2));
             }
         };

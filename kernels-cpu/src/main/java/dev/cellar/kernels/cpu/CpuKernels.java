@@ -367,6 +367,10 @@ final class CpuKernels extends ReferenceKernels {
      * [h (B, H), c (B, H)], dims [B, H]; c = sigmoid(f) c_prev + sigmoid(i) tanh(g), h = sigmoid(o) tanh(c).
      * {@code lstm_step_backward}: inputs [gates, c_prev, c, dh, dc], outputs [dgates (B, 4H), dc_prev (B, H)],
      * dims [B, H]; the gate activations are recomputed from the pre-activations instead of being stored.
+     * {@code gru_step}: inputs [gi (B, 3H) = x W_ih^T + b_ih, gh (B, 3H) = h W_hh^T + b_hh, PyTorch order r, z, n;
+     * h_prev (B, H)], outputs [h (B, H)], dims [B, H]; r = sigmoid(gi_r + gh_r), z = sigmoid(gi_z + gh_z),
+     * n = tanh(gi_n + r gh_n), h = (1 - z) n + z h_prev. {@code gru_step_backward}: inputs [gi, gh, h_prev, dh],
+     * outputs [dgi, dgh, dh_prev], dims [B, H].
      * F32 only; other dtypes use the composed ops.
      */
     @Override
@@ -408,6 +412,50 @@ final class CpuKernels extends ReferenceKernels {
                             dg[gb + 2 * hid + j] = (float) (dct * i * (1 - gg * gg));
                             dg[gb + 3 * hid + j] = (float) (dhj * tc * o * (1 - o));
                             dcp[sb + j] = (float) (dct * f);
+                        }
+                    }
+                });
+            });
+            case "gru_step" -> java.util.Optional.of((in, out, dims) -> {
+                checkFused(name, in, 3, out, 1, dims);
+                float[] gi = f32(in[0]), gh = f32(in[1]), hp = f32(in[2]), h = CpuStorage.out(out[0]).f;
+                int hid = dims[1];
+                rows(dims[0], (long) dims[0] * hid * 30, (r0, r1) -> {
+                    for (int b = r0; b < r1; b++) {
+                        int gb = b * 3 * hid, sb = b * hid;
+                        for (int j = 0; j < hid; j++) {
+                            double r = sigmoid(gi[gb + j] + gh[gb + j]);
+                            double z = sigmoid(gi[gb + hid + j] + gh[gb + hid + j]);
+                            double n = tanh(gi[gb + 2 * hid + j] + r * gh[gb + 2 * hid + j]);
+                            h[sb + j] = (float) (n + z * (hp[sb + j] - n));
+                        }
+                    }
+                });
+            });
+            case "gru_step_backward" -> java.util.Optional.of((in, out, dims) -> {
+                checkFused(name, in, 4, out, 3, dims);
+                float[] gi = f32(in[0]), gh = f32(in[1]), hp = f32(in[2]), dh = f32(in[3]);
+                float[] dgi = CpuStorage.out(out[0]).f, dgh = CpuStorage.out(out[1]).f, dhp = CpuStorage.out(out[2]).f;
+                int hid = dims[1];
+                rows(dims[0], (long) dims[0] * hid * 50, (r0, r1) -> {
+                    for (int b = r0; b < r1; b++) {
+                        int gb = b * 3 * hid, sb = b * hid;
+                        for (int j = 0; j < hid; j++) {
+                            double r = sigmoid(gi[gb + j] + gh[gb + j]);
+                            double z = sigmoid(gi[gb + hid + j] + gh[gb + hid + j]);
+                            double ghn = gh[gb + 2 * hid + j];
+                            double n = tanh(gi[gb + 2 * hid + j] + r * ghn);
+                            double d = dh[sb + j];
+                            double dz = d * (hp[sb + j] - n) * z * (1 - z);
+                            double dn = d * (1 - z) * (1 - n * n);
+                            double dr = dn * ghn * r * (1 - r);
+                            dgi[gb + j] = (float) dr;
+                            dgh[gb + j] = (float) dr;
+                            dgi[gb + hid + j] = (float) dz;
+                            dgh[gb + hid + j] = (float) dz;
+                            dgi[gb + 2 * hid + j] = (float) dn;
+                            dgh[gb + 2 * hid + j] = (float) (dn * r);
+                            dhp[sb + j] = (float) (d * z);
                         }
                     }
                 });

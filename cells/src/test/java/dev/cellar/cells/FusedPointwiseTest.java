@@ -17,11 +17,11 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assertions.fail;
 
 /**
- * The cpu backend's fused lstm_step / lstm_step_backward kernels equal the composed ops (cpu-reference has no fused
- * kernels, so there the op composes) in F32, forward and backward, including large pre-activations.
+ * The cpu backend's fused lstm_step(_backward) and gru_step(_backward) kernels equal the composed ops (cpu-reference
+ * has no fused kernels, so there the ops compose) in F32, forward and backward, including saturated pre-activations.
  */
-class LstmPointwiseTest {
-    private static final Backend CPU = Backends.select(Backends.discover(LstmPointwiseTest.class.getClassLoader()), "cpu",
+class FusedPointwiseTest {
+    private static final Backend CPU = Backends.select(Backends.discover(FusedPointwiseTest.class.getClassLoader()), "cpu",
             null).open(BackendConfig.defaults());
 
     private record Result(double[] h, double[] c, double[] dGates, double[] dC) {
@@ -66,6 +66,35 @@ class LstmPointwiseTest {
             close(want.c(), got.c(), at + "c");
             close(want.dGates(), got.dGates(), at + "dgates");
             close(want.dC(), got.dC(), at + "dc_prev");
+        }
+    }
+
+    private static double[][] runGru(Backend backend, double[] gi, double[] gh, double[] h0, double[] rh, int b, int h) {
+        try (Tape tape = Tape.on(backend, DType.F32, 0)) {
+            Tensor x = tape.leaf(gi, Shape.of(b, 3 * h)), y = tape.leaf(gh, Shape.of(b, 3 * h));
+            Tensor hp = tape.leaf(h0, Shape.of(b, h));
+            Tensor out = tape.custom(GruPointwise.INSTANCE, x, y, hp).get(0);
+            tape.backward(tape.sum(tape.mul(out, tape.constant(rh, Shape.of(b, h)))));
+            return new double[][] {out.toDoubles(), tape.grad(x).toDoubles(), tape.grad(y).toDoubles(),
+                    tape.grad(hp).toDoubles()};
+        }
+    }
+
+    @Test
+    void fusedGruKernelsEqualTheComposition() {
+        assertTrue(CPU.kernels().fused("gru_step").isPresent() && CPU.kernels().fused("gru_step_backward").isPresent());
+        SplittableRandom r = new SplittableRandom(5);
+        String[] names = {"h", "dgi", "dgh", "dh_prev"};
+        for (int[] bh : new int[][] {{1, 1}, {3, 5}, {64, 37}}) {
+            int b = bh[0], h = bh[1];
+            double[] gi = r.doubles(3L * b * h, -6, 6).toArray(), gh = r.doubles(3L * b * h, -6, 6).toArray();
+            gi[0] = 30;
+            gh[gh.length - 1] = -30;
+            double[] h0 = r.doubles((long) b * h, -1, 1).toArray(), rh = r.doubles((long) b * h, -1, 1).toArray();
+            double[][] want = runGru(CellChecks.REF, gi, gh, h0, rh, b, h), got = runGru(CPU, gi, gh, h0, rh, b, h);
+            for (int i = 0; i < want.length; i++) {
+                close(want[i], got[i], b + "x" + h + " " + names[i]);
+            }
         }
     }
 }
