@@ -196,11 +196,24 @@ final class TrainCommand implements Callable<Integer> {
             CountDownLatch done = new CountDownLatch(1);
             Thread hook = stopHook(trainer, done);
             Runtime.getRuntime().addShutdownHook(hook);
-            Trainer.Summary s;
-            try {
-                s = trainer.run();
+            try { // the hook waits for `done`, so on Ctrl-C the summary below is printed before the JVM exits
+                Trainer.Summary s;
+                try {
+                    s = trainer.run();
+                } finally {
+                    progress.close();
+                }
+                io.out().printf("trained %s %dx%d (%,d params): %,d steps (epoch %d of %d), %,d tokens in %s (%,.0f tok/s)%s%n",
+                        model.config().cell(), model.config().layers(), model.config().hidden(), model.parameterCount(), s.steps(),
+                        s.epochs() + 1, epochs, s.tokens(), clock(s.trainSeconds()), s.tokens() / Math.max(1e-9, s.trainSeconds()),
+                        s.stoppedEarly() ? " (stopped early)" : "");
+                Evaluator.Result v = s.validation();
+                if (v != null) {
+                    io.out().printf("validation: %.4f nats/token, %.4f bits/char, perplexity %.3f%n", v.natsPerToken(), v.bitsPerChar(), v.perplexity());
+                }
+                io.out().println("checkpoint: " + s.checkpoint());
+                io.out().flush();
             } finally {
-                progress.close();
                 done.countDown();
                 try {
                     Runtime.getRuntime().removeShutdownHook(hook);
@@ -208,15 +221,6 @@ final class TrainCommand implements Callable<Integer> {
                     // shutting down: the hook is running
                 }
             }
-            io.out().printf("trained %s %dx%d (%,d params): %,d steps (epoch %d of %d), %,d tokens in %s (%,.0f tok/s)%s%n",
-                    model.config().cell(), model.config().layers(), model.config().hidden(), model.parameterCount(), s.steps(),
-                    s.epochs() + 1, epochs, s.tokens(), clock(s.trainSeconds()), s.tokens() / Math.max(1e-9, s.trainSeconds()),
-                    s.stoppedEarly() ? " (stopped early)" : "");
-            Evaluator.Result v = s.validation();
-            if (v != null) {
-                io.out().printf("validation: %.4f nats/token, %.4f bits/char, perplexity %.3f%n", v.natsPerToken(), v.bitsPerChar(), v.perplexity());
-            }
-            io.out().println("checkpoint: " + s.checkpoint());
             return 0;
         }
     }
@@ -235,7 +239,7 @@ final class TrainCommand implements Callable<Integer> {
 
     /**
      * The Ctrl-C hook: asks the trainer to stop at the next step boundary (where it writes last.safetensors) and keeps
-     * the JVM alive until {@code saved} is counted down after {@link Trainer#run()} returns, at most two minutes.
+     * the JVM alive until {@code saved} is counted down once the run is saved and summarised, at most two minutes.
      */
     static Thread stopHook(Trainer trainer, CountDownLatch saved) {
         return new Thread(() -> {
