@@ -44,7 +44,9 @@ public final class Main implements Runnable {
                 .setLevel(verbose ? Level.DEBUG : Level.WARN);
         Registry registry;
         try {
-            registry = Registry.discover(pluginDir(args));
+            Path plugins = pluginDir(args);
+            boolean flag = Arrays.stream(args).anyMatch(a -> a.equals("--plugins") || a.startsWith("--plugins="));
+            registry = Registry.discover(plugins, flag ? "--plugins " : "CELLAR_PLUGINS=");
         } catch (CellarException e) {
             return fail(err, e, verbose);
         }

@@ -160,6 +160,15 @@ class PluginsTest {
         assertUsage(Cli.run("cells", "--plugins"), "--plugins needs a directory");
     }
 
+    /** CELLAR_PLUGINS cannot be set in-process; Main passes this source when --plugins is absent. */
+    @Test
+    void aPluginDirectoryFromTheEnvironmentIsNamedAsSuch() {
+        Path gone = tmp.resolve("gone");
+        UsageException e = org.junit.jupiter.api.Assertions.assertThrows(UsageException.class,
+                () -> Registry.discover(gone, "CELLAR_PLUGINS="));
+        assertEquals("CELLAR_PLUGINS=" + gone + ": not a directory", e.getMessage());
+    }
+
     @Test
     void trainAndGenerateWithAPluginCell() throws IOException {
         Path d = pluginDir("train", toyA);
