@@ -1,9 +1,9 @@
 package dev.cellar.cli;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.cellar.api.CellarException;
 import dev.cellar.api.spi.Backend;
 import dev.cellar.text.Checkpoints;
-import dev.cellar.text.Corpus;
 import dev.cellar.text.Evaluator;
 import dev.cellar.text.Tokenizer;
 import jakarta.inject.Inject;
@@ -47,11 +47,15 @@ final class EvalCommand implements Callable<Integer> {
         if (batch <= 0 || seq <= 0) {
             throw new UsageException("--batch " + batch + " and --seq " + seq + " must be positive");
         }
-        String text = Corpus.read(data);
+        String text = Services.readText("--data", data);
         try (Backend be = services.open(backend, 0)) {
             Checkpoints.Loaded m = services.loadModel(model, be);
             Tokenizer tok = m.model().tokenizer();
-            int[] ids = tok.encode(text);
+            int[] ids = Services.encode("--data", data, tok, text);
+            if (ids.length - 1 < seq) {
+                throw new CellarException("--data " + data + ": " + ids.length + " tokens, too few for one --seq " + seq
+                        + " window (+1); use a longer text or a smaller --seq");
+            }
             Evaluator.Result r = Evaluator.evaluate(m.model(), be, ids, batch, seq, tok.charsPerToken(text, ids.length));
             if (json) {
                 Map<String, Object> o = new LinkedHashMap<>();

@@ -1,8 +1,10 @@
 package dev.cellar.cli;
 
+import dev.cellar.api.CellarException;
 import dev.cellar.api.spi.Backend;
 import dev.cellar.text.Checkpoints;
 import dev.cellar.text.Sampler;
+import dev.cellar.text.Tokenizer;
 import jakarta.inject.Inject;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
@@ -46,8 +48,8 @@ final class GenerateCommand implements Callable<Integer> {
 
     @Override
     public Integer call() {
-        if (length < 0 || length > 1_000_000) {
-            throw new UsageException("--length " + length + " must be between 0 and 1000000");
+        if (length < 1 || length > 1_000_000) {
+            throw new UsageException("--length " + length + " must be between 1 and 1000000");
         }
         if (!(temperature >= 0 && temperature <= 100)) {
             throw new UsageException("--temperature " + temperature + " must be between 0 and 100");
@@ -67,6 +69,7 @@ final class GenerateCommand implements Callable<Integer> {
         long s = seed != null ? seed : System.nanoTime();
         try (Backend be = services.open(backend, 1)) {
             Checkpoints.Loaded m = services.loadModel(model, be);
+            checkPrompt(m.model().tokenizer());
             io.out().print(prompt);
             io.out().flush();
             Sampler.generate(m.model(), be, prompt, new Sampler.Settings(length, temperature, topK, topP, s, beam), t -> {
@@ -75,6 +78,19 @@ final class GenerateCommand implements Callable<Integer> {
             });
             io.out().println();
             return 0;
+        }
+    }
+
+    /** The prompt must tokenize, and to at least one token, before anything is printed. */
+    private void checkPrompt(Tokenizer tok) {
+        int[] ids;
+        try {
+            ids = tok.encode(prompt);
+        } catch (CellarException e) {
+            throw new UsageException("--prompt: " + e.getMessage());
+        }
+        if (ids.length == 0) {
+            throw new UsageException("--prompt has no tokens for this model's " + tok.kind() + " tokenizer; give some text to continue");
         }
     }
 }

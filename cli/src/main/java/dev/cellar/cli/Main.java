@@ -44,7 +44,9 @@ public final class Main implements Runnable {
                 .setLevel(verbose ? Level.DEBUG : Level.WARN);
         Registry registry;
         try {
-            registry = Registry.discover(pluginDir(args));
+            Path plugins = pluginDir(args);
+            boolean flag = Arrays.stream(args).anyMatch(a -> a.equals("--plugins") || a.startsWith("--plugins="));
+            registry = Registry.discover(plugins, flag ? "--plugins " : "CELLAR_PLUGINS=");
         } catch (CellarException e) {
             return fail(err, e, verbose);
         }
@@ -63,7 +65,9 @@ public final class Main implements Runnable {
         cli.setOut(new PrintWriter(out, true));
         cli.setErr(new PrintWriter(err, true));
         cli.setParameterExceptionHandler((ex, a) -> {
-            err.println("error: " + ex.getMessage() + " (see '" + ex.getCommandLine().getCommandSpec().qualifiedName() + " --help')");
+            String hint = ex instanceof CommandLine.UnmatchedArgumentException u && !u.getSuggestions().isEmpty()
+                    ? "; did you mean " + String.join(" or ", u.getSuggestions()) + "?" : "";
+            err.println("error: " + ex.getMessage() + hint + " (see '" + ex.getCommandLine().getCommandSpec().qualifiedName() + " --help')");
             return 2;
         });
         cli.setExecutionExceptionHandler((ex, c, parsed) -> fail(err, ex, verbose));

@@ -80,6 +80,11 @@ public final class Registry {
 
     /** Discovers the class path's providers and those of every jar in {@code pluginDir} (may be null). */
     public static Registry discover(Path pluginDir) {
+        return discover(pluginDir, "--plugins ");
+    }
+
+    /** {@link #discover(Path)}, with errors naming where the directory came from: "--plugins " or "CELLAR_PLUGINS=". */
+    static Registry discover(Path pluginDir, String source) {
         Map<String, Found<CellProvider>> cells = new LinkedHashMap<>();
         Map<String, Found<BackendProvider>> backends = new LinkedHashMap<>();
         List<String> warnings = new ArrayList<>();
@@ -88,13 +93,13 @@ public final class Registry {
         load(BackendProvider.class, app, BUILT_IN, backends, BackendProvider::id, null);
         if (pluginDir != null) {
             if (!Files.isDirectory(pluginDir)) {
-                throw new UsageException("--plugins " + pluginDir + ": not a directory");
+                throw new UsageException(source + pluginDir + ": not a directory");
             }
             List<Path> jars;
             try (Stream<Path> s = Files.list(pluginDir)) {
                 jars = s.filter(p -> p.getFileName().toString().endsWith(".jar")).sorted().toList();
             } catch (IOException e) {
-                throw new CellarException("--plugins " + pluginDir + ": cannot list (" + e.getMessage() + ")");
+                throw new CellarException(source + pluginDir + ": cannot list (" + e.getMessage() + ")");
             }
             for (Path jar : jars) {
                 String origin = jar.getFileName().toString();

@@ -8,6 +8,8 @@ import dev.cellar.api.spi.BackendProvider;
 import dev.cellar.api.spi.Backends;
 import dev.cellar.api.spi.CellProvider;
 import dev.cellar.text.Checkpoints;
+import dev.cellar.text.Corpus;
+import dev.cellar.text.Tokenizer;
 import jakarta.inject.Inject;
 
 import java.io.IOException;
@@ -38,10 +40,15 @@ final class Services {
 
     /** --backend flag, then CELLAR_BACKEND, then the best available. */
     BackendProvider select(String requested) {
+        return select(requested, System.getenv(Backends.ENV));
+    }
+
+    /** {@link #select(String)} with the environment variable's value passed in (tests cannot set it). */
+    BackendProvider select(String requested, String env) {
         try {
-            return Backends.select(backends, requested, System.getenv(Backends.ENV));
+            return Backends.select(backends, requested, env);
         } catch (CellarException e) {
-            throw requested != null || System.getenv(Backends.ENV) != null ? new UsageException(e.getMessage()) : e;
+            throw requested != null || env != null ? new UsageException(e.getMessage()) : e;
         }
     }
 
@@ -49,17 +56,49 @@ final class Services {
         return select(requested).open(new BackendConfig(threads, null, Map.of()));
     }
 
-    /** A checkpoint from a path, or the bundled Shakespeare model when {@code path} is null. */
+    /** The text of the file given with {@code flag}: UTF-8, not empty, not binary; errors name the flag. */
+    static String readText(String flag, Path path) {
+        try {
+            return Corpus.read(path);
+        } catch (CellarException e) {
+            throw new CellarException(flag + " " + e.getMessage(), e);
+        }
+    }
+
+    /** The token ids of the file given with {@code flag}; a symbol outside the vocabulary is an error naming the flag. */
+    static int[] encode(String flag, Path path, Tokenizer tok, String text) {
+        try {
+            return tok.encode(text);
+        } catch (CellarException e) {
+            throw new CellarException(flag + " " + path + ": " + e.getMessage(), e);
+        }
+    }
+
+    /**
+     * A checkpoint from a path (a file, or a run directory: best.safetensors, else last.safetensors), or the bundled
+     * Shakespeare model when {@code path} is null. A missing or unusable file is an error naming --model.
+     */
     Checkpoints.Loaded loadModel(Path path, Backend backend) {
         if (path != null) {
+            Path file = path;
             if (Files.isDirectory(path)) {
-                Path best = path.resolve("best.safetensors");
-                path = Files.exists(best) ? best : path.resolve("last.safetensors");
+                file = path.resolve("best.safetensors");
+                if (!Files.exists(file)) {
+                    file = path.resolve("last.safetensors");
+                }
+                if (!Files.exists(file)) {
+                    throw new CellarException("--model " + path + ": no best.safetensors or last.safetensors in this directory; "
+                            + "pass a checkpoint file or a run directory written by cellar train");
+                }
             }
-            if (!Files.exists(path)) {
-                throw new UsageException("--model " + path + ": file not found");
+            if (!Files.exists(file)) {
+                throw new CellarException("--model " + path + ": file not found; pass a checkpoint file or a run directory");
             }
-            return Checkpoints.load(path, cells, backend, DType.F32);
+            try {
+                return Checkpoints.load(file, cells, backend, DType.F32);
+            } catch (CellarException e) {
+                throw new CellarException("--model " + e.getMessage(), e);
+            }
         }
         try (InputStream in = Services.class.getResourceAsStream(BUNDLED)) {
             if (in == null) {

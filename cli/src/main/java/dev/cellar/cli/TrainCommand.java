@@ -1,5 +1,6 @@
 package dev.cellar.cli;
 
+import dev.cellar.api.CellarException;
 import dev.cellar.api.DType;
 import dev.cellar.api.spi.Backend;
 import dev.cellar.autodiff.Params;
@@ -24,6 +25,7 @@ import java.nio.file.Path;
 import java.time.LocalDateTime;
 import java.time.format.DateTimeFormatter;
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Map;
 import java.util.SplittableRandom;
 import java.util.concurrent.Callable;
@@ -35,7 +37,7 @@ import java.util.stream.Stream;
         description = {"Train a language model on a UTF-8 text file (defaults: the reference experiment).",
                 "Writes last.safetensors, best.safetensors and metrics.jsonl to --out. Ctrl-C saves a checkpoint and stops."})
 final class TrainCommand implements Callable<Integer> {
-    @Option(names = "--data", required = true, paramLabel = "PATH", description = "UTF-8 text to train on (first 90% train, rest validation)")
+    @Option(names = "--data", required = true, paramLabel = "PATH", description = "UTF-8 text to train on; its last --val-fraction is held out for validation")
     Path data;
     @Option(names = "--cell", defaultValue = "lstm", description = "cell id; see 'cellar cells'")
     String cell;
@@ -127,8 +129,8 @@ final class TrainCommand implements Callable<Integer> {
     @Override
     public Integer call() throws Exception {
         validate();
-        double budget = timeBudget == null ? 0 : Durations.seconds(timeBudget);
-        String text = Corpus.read(data);
+        double budget = timeBudget == null ? 0 : Durations.seconds("--time-budget", timeBudget);
+        String text = Services.readText("--data", data);
         try (Backend be = services.open(backend, threads)) {
             LanguageModel model;
             Checkpoints.Loaded resumed = null;
@@ -136,17 +138,24 @@ final class TrainCommand implements Callable<Integer> {
             if (resume != null) {
                 Path ck = resume.resolve("last.safetensors");
                 if (!Files.exists(ck)) {
-                    throw new UsageException("--resume " + resume + ": no last.safetensors there");
+                    throw new CellarException("--resume " + resume + ": no last.safetensors there; pass a run directory written by cellar train");
                 }
-                resumed = Checkpoints.load(ck, services.cells(), be, DType.F32);
+                try {
+                    resumed = Checkpoints.load(ck, services.cells(), be, DType.F32);
+                } catch (CellarException e) {
+                    throw new CellarException("--resume " + e.getMessage(), e);
+                }
                 model = resumed.model();
                 tok = model.tokenizer();
                 out = resume;
             } else {
                 registry.cell(cell);
                 out = out != null ? out : Path.of("runs", cell + "-" + LocalDateTime.now().format(DateTimeFormatter.ofPattern("yyyyMMdd-HHmmss")));
-                if (Files.exists(out) && !force && holdsRun(out)) {
-                    throw new UsageException("--out " + out + " already holds a run; pass --force to write into it, --resume "
+                if (Files.exists(out) && !Files.isDirectory(out)) {
+                    throw new UsageException("--out " + out + " is a file; pass a directory");
+                }
+                if (!force && holdsRun(out)) {
+                    throw new UsageException("--out " + out + " already holds a run; pass --force to replace it, --resume "
                             + out + " to continue it, or choose another --out");
                 }
                 tok = Tokenizers.fit(tokenizer, text, vocab);
@@ -157,34 +166,54 @@ final class TrainCommand implements Callable<Integer> {
                 model = new LanguageModel(new ModelConfig(cell, layers, hidden, opts, dropout), tok, registry.cell(cell),
                         Params.creator(be, DType.F32, new SplittableRandom(seed)));
             }
-            int[] ids = tok.encode(text);
+            int[] ids = Services.encode("--data", data, tok, text);
             int[][] split = Corpus.split(ids, 1 - valFraction);
+            if (split[0].length - 1 < (long) batch * seq) {
+                throw new CellarException(String.format("--data %s: its training part (%,d of %,d tokens) is too short for one"
+                        + " window of --batch %d x --seq %d (+1 = %,d tokens); use a longer text or a smaller --batch or --seq",
+                        data, split[0].length, ids.length, batch, seq, (long) batch * seq + 1));
+            }
+            if (split[1].length <= seq + 1) {
+                io.err().printf("warning: the validation part of %s (%,d tokens) is not longer than one --seq %d window; "
+                        + "training without validation (raise --val-fraction or lower --seq)%n", data, split[1].length, seq);
+            }
             String valText = tok.decode(split[1]);
             double charsPerToken = tok.charsPerToken(valText, split[1].length);
             Trainer.Config cfg = new Trainer.Config(batch, seq, lr, epochs, clip, budget, seed, evalEvery, checkpointEvery, out);
-            Progress progress = new Progress(io, model.config().cell());
+            Progress progress = new Progress(io, epochs, (long) batch * seq,
+                    budget == 0 ? 0 : Math.max(1e-3, budget - (resumed == null ? 0 : resumed.progress().trainSeconds())));
             Trainer trainer = new Trainer(cfg, model, be, split[0], split[1], charsPerToken, progress);
             if (resumed != null) {
                 trainer.resumeFrom(resumed);
+            } else if (force) { // a fresh run replaces the old one: no stale best checkpoint, no mixed metrics
+                for (String f : RUN_FILES) {
+                    Files.deleteIfExists(out.resolve(f));
+                }
             }
             io.err().printf("training %s %dx%d (%,d params) on %s: %,d train / %,d validation tokens, vocabulary %d (%s), backend %s%n",
                     model.config().cell(), model.config().layers(), model.config().hidden(), model.parameterCount(), data,
                     split[0].length, split[1].length, tok.vocabSize(), tok.kind(), be.description());
             CountDownLatch done = new CountDownLatch(1);
-            Thread hook = new Thread(() -> {
-                trainer.requestStop();
-                try {
-                    done.await(120, TimeUnit.SECONDS);
-                } catch (InterruptedException ignored) {
-                    Thread.currentThread().interrupt();
-                }
-            }, "cellar-stop");
+            Thread hook = stopHook(trainer, done);
             Runtime.getRuntime().addShutdownHook(hook);
-            Trainer.Summary s;
-            try {
-                s = trainer.run();
+            try { // the hook waits for `done`, so on Ctrl-C the summary below is printed before the JVM exits
+                Trainer.Summary s;
+                try {
+                    s = trainer.run();
+                } finally {
+                    progress.close();
+                }
+                io.out().printf("trained %s %dx%d (%,d params): %,d steps (epoch %d of %d), %,d tokens in %s (%,.0f tok/s)%s%n",
+                        model.config().cell(), model.config().layers(), model.config().hidden(), model.parameterCount(), s.steps(),
+                        s.epochs() + 1, epochs, s.tokens(), clock(s.trainSeconds()), s.tokens() / Math.max(1e-9, s.trainSeconds()),
+                        s.stoppedEarly() ? " (stopped early)" : "");
+                Evaluator.Result v = s.validation();
+                if (v != null) {
+                    io.out().printf("validation: %.4f nats/token, %.4f bits/char, perplexity %.3f%n", v.natsPerToken(), v.bitsPerChar(), v.perplexity());
+                }
+                io.out().println("checkpoint: " + s.checkpoint());
+                io.out().flush();
             } finally {
-                progress.close();
                 done.countDown();
                 try {
                     Runtime.getRuntime().removeShutdownHook(hook);
@@ -192,26 +221,35 @@ final class TrainCommand implements Callable<Integer> {
                     // shutting down: the hook is running
                 }
             }
-            io.out().printf("trained %s %dx%d (%,d params): %,d steps, %d epochs, %,d tokens in %s (%,.0f tok/s)%s%n",
-                    model.config().cell(), model.config().layers(), model.config().hidden(), model.parameterCount(), s.steps(),
-                    s.epochs() + 1, s.tokens(), clock(s.trainSeconds()), s.tokens() / Math.max(1e-9, s.trainSeconds()),
-                    s.stoppedEarly() ? " (stopped early)" : "");
-            Evaluator.Result v = s.validation();
-            if (v != null) {
-                io.out().printf("validation: %.4f nats/token, %.4f bits/char, perplexity %.3f%n", v.natsPerToken(), v.bitsPerChar(), v.perplexity());
-            }
-            io.out().println("checkpoint: " + s.checkpoint());
             return 0;
         }
     }
 
+    /** What a run writes into its directory (and {@code --force} deletes before a fresh run). */
+    private static final List<String> RUN_FILES = List.of("last.safetensors", "best.safetensors", "metrics.jsonl");
+
     private static boolean holdsRun(Path dir) throws java.io.IOException {
         if (!Files.isDirectory(dir)) {
-            return true;
+            return false;
         }
         try (Stream<Path> s = Files.list(dir)) {
             return s.anyMatch(p -> p.getFileName().toString().endsWith(".safetensors") || p.getFileName().toString().equals("metrics.jsonl"));
         }
+    }
+
+    /**
+     * The Ctrl-C hook: asks the trainer to stop at the next step boundary (where it writes last.safetensors) and keeps
+     * the JVM alive until {@code saved} is counted down once the run is saved and summarised, at most two minutes.
+     */
+    static Thread stopHook(Trainer trainer, CountDownLatch saved) {
+        return new Thread(() -> {
+            trainer.requestStop();
+            try {
+                saved.await(120, TimeUnit.SECONDS);
+            } catch (InterruptedException ignored) {
+                Thread.currentThread().interrupt();
+            }
+        }, "cellar-stop");
     }
 
     static String clock(double seconds) {
@@ -219,45 +257,83 @@ final class TrainCommand implements Callable<Integer> {
         return s >= 3600 ? String.format("%dh%02dm%02ds", s / 3600, s / 60 % 60, s % 60) : String.format("%dm%02ds", s / 60, s % 60);
     }
 
-    /** A progress bar on a terminal; plain lines every 5% otherwise (logs, CI). */
+    /**
+     * A progress bar on a terminal (percent, steps, elapsed / ETA, epoch, loss, last validation loss, tok/s; it fits
+     * 80 columns until the first validation); plain lines every 5% of the steps or 30 seconds otherwise (logs, CI).
+     * Time is training time, as the budget counts it: the ETA is the sooner of the remaining steps at the speed so far
+     * and the rest of the time budget.
+     */
     static final class Progress implements dev.cellar.text.TrainListener, AutoCloseable {
         private final Io io;
-        private final String cell;
+        private final int epochs;
+        private final long tokensPerStep;
+        private final double budgetSeconds;
         private ProgressBar bar;
         private long total;
+        private long firstStep;
+        private volatile long step;
+        private volatile double trainSeconds;
         private long lastLine;
+        private long lastLineNanos;
         private String lastEval = "";
 
-        Progress(Io io, String cell) {
+        /** {@code budgetSeconds}: training time left in the budget, 0 = none. */
+        Progress(Io io, int epochs, long tokensPerStep, double budgetSeconds) {
             this.io = io;
-            this.cell = cell;
+            this.epochs = epochs;
+            this.tokensPerStep = tokensPerStep;
+            this.budgetSeconds = budgetSeconds;
         }
 
         @Override
         public void onStart(long totalSteps, int windowsPerEpoch, long params, long resumedStep) {
             total = totalSteps;
+            firstStep = resumedStep;
+            step = resumedStep;
             if (System.console() != null && io.err() == System.err) {
-                bar = new ProgressBarBuilder().setTaskName("train " + cell).setInitialMax(totalSteps)
+                bar = new ProgressBarBuilder().setTaskName("").setInitialMax(totalSteps)
                         .setStyle(ProgressBarStyle.ASCII).setUpdateIntervalMillis(500).startsFrom(resumedStep, java.time.Duration.ZERO)
+                        .setEtaFunction(st -> eta().map(x -> java.time.Duration.ofSeconds(Math.round(x))))
                         .setConsumer(new ConsoleProgressBarConsumer(System.err)).build();
             }
         }
 
+        /** Training seconds left: the remaining steps at the speed so far, capped by the time budget. */
+        java.util.Optional<Double> eta() {
+            long s = step;
+            double spent = trainSeconds;
+            if (s <= firstStep) {
+                return budgetSeconds > 0 ? java.util.Optional.of(budgetSeconds) : java.util.Optional.empty();
+            }
+            double left = spent / (s - firstStep) * (total - s);
+            return java.util.Optional.of(budgetSeconds > 0 ? Math.min(left, Math.max(0, budgetSeconds - spent)) : left);
+        }
+
         @Override
         public void onStep(long step, int epoch, double loss, double tps) {
-            String msg = String.format("epoch %d loss %.4f %,.0f tok/s%s", epoch + 1, loss, tps, lastEval);
+            trainSeconds += tokensPerStep / tps;
+            this.step = step;
+            String msg = String.format("epoch %d/%d loss %.3f%s %s tok/s", epoch + 1, epochs, loss, lastEval, compact(tps));
             if (bar != null) {
                 bar.stepTo(step);
                 bar.setExtraMessage(msg);
-            } else if (step == 1 || step - lastLine >= Math.max(1, total / 20)) {
-                lastLine = step;
-                io.err().printf("step %,d/%,d %s%n", step, total, msg);
+                return;
             }
+            long now = System.nanoTime();
+            if (step == firstStep + 1 || step == total || step - lastLine >= Math.max(1, total / 20) || now - lastLineNanos >= 30e9) {
+                lastLine = step;
+                lastLineNanos = now;
+                io.err().printf("step %,d/%,d %s, ETA %s%n", step, total, msg, eta().map(TrainCommand::clock).orElse("?"));
+            }
+        }
+
+        static String compact(double v) {
+            return v >= 1e6 ? String.format("%.1fM", v / 1e6) : v >= 1e4 ? String.format("%.1fk", v / 1e3) : String.format("%.0f", v);
         }
 
         @Override
         public void onEval(long step, Evaluator.Result v) {
-            lastEval = String.format(" | val %.4f (%.3f bpc)", v.natsPerToken(), v.bitsPerChar());
+            lastEval = String.format(" val %.3f", v.natsPerToken());
             if (bar == null) {
                 io.err().printf("step %,d validation %.4f nats/token, %.4f bits/char, perplexity %.3f%n", step, v.natsPerToken(),
                         v.bitsPerChar(), v.perplexity());

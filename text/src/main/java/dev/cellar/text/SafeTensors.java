@@ -202,7 +202,8 @@ public final class SafeTensors {
             }
             long b = off.get(0).asLong(), e = off.get(1).asLong();
             if (b < 0 || e < b || e > dataLen) {
-                throw new CheckpointException(bad + t + "data_offsets [" + b + ", " + e + "] outside the data section of " + dataLen + " bytes");
+                throw new CheckpointException(bad + t + "data_offsets [" + b + ", " + e + "] outside the data section of " + dataLen + " bytes"
+                        + (b >= 0 && e >= b ? " (truncated?)" : ""));
             }
             if (e - b != count * dtype.byteSize()) {
                 throw new CheckpointException(bad + t + "shape " + sh + " x " + dtype + " needs " + count * dtype.byteSize()
