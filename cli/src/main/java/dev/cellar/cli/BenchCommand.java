@@ -50,6 +50,8 @@ final class BenchCommand implements Callable<Integer> {
     int threads;
     @Option(names = "--backend", description = "cpu, cpu-reference, opencl (default: best available)")
     String backend;
+    @Option(names = "--device", paramLabel = "DEVICE", description = "OpenCL device: index or part of its name (see 'cellar doctor')")
+    String device;
     @Option(names = "--json", description = "print one JSON object")
     boolean json;
 
@@ -76,7 +78,7 @@ final class BenchCommand implements Callable<Integer> {
         }
         CharTokenizer tok = CharTokenizer.fit(alphabet.toString());
         Map<String, String> opts = cell.equals("transformer") ? Map.of("context", Integer.toString(seq)) : Map.of();
-        try (Backend be = services.open(backend, threads)) {
+        try (Backend be = services.open(backend, threads, device)) {
             LanguageModel m = new LanguageModel(new ModelConfig(cell, layers, hidden, opts, 0), tok, registry.cell(cell),
                     Params.creator(be, DType.F32, new SplittableRandom(1234)));
             Optimizer opt = Optimizers.adam(m.params(), 0.001);

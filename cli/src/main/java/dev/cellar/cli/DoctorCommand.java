@@ -73,24 +73,28 @@ final class DoctorCommand implements Callable<Integer> {
             Availability a = Backends.safeProbe(p);
             String status;
             String detail = a.reason();
+            List<Map<String, Object>> devices = new ArrayList<>();
             if (!a.ok()) {
                 status = "FAIL";
             } else {
-                try (Backend b = p.open(BackendConfig.defaults())) {
-                    float[] got = selfCheck(b);
-                    double worst = 0;
-                    for (int i = 0; i < got.length; i++) {
-                        worst = Math.max(worst, Math.abs(got[i] - expected[i]));
-                    }
-                    status = worst <= 1e-5 ? "PASS" : "FAIL";
-                    detail = b.description() + (worst <= 1e-5 ? "" : "; self-check differs from cpu-reference by " + worst);
-                } catch (RuntimeException | LinkageError e) {
-                    status = "FAIL";
-                    detail = "open failed: " + e.getMessage();
+                String[] check = check(p, null, expected);
+                status = check[0];
+                detail = check[1];
+                for (String d : p.devices()) {
+                    String index = d.substring(0, d.indexOf(':'));
+                    String[] dc = check(p, index, expected);
+                    Map<String, Object> dr = new LinkedHashMap<>();
+                    dr.put("device", d);
+                    dr.put("status", dc[0]);
+                    dr.put("detail", dc[0].equals("PASS") ? "self-check matches cpu-reference" : dc[1]);
+                    devices.add(dr);
                 }
             }
             r.put("status", status);
             r.put("detail", detail);
+            if (!devices.isEmpty()) {
+                r.put("devices", devices);
+            }
             rows.add(r);
         }
         String chosen;
@@ -104,11 +108,33 @@ final class DoctorCommand implements Callable<Integer> {
         } else {
             for (Map<String, Object> r : rows) {
                 io.out().printf("%-4s %-14s priority %-3s %s%n", r.get("status"), r.get("id"), r.get("priority"), r.get("detail"));
+                @SuppressWarnings("unchecked")
+                List<Map<String, Object>> devices = (List<Map<String, Object>>) r.getOrDefault("devices", List.of());
+                for (Map<String, Object> d : devices) {
+                    io.out().printf("       %-4s device %s%s%n", d.get("status"), d.get("device"),
+                            d.get("status").equals("PASS") ? "" : " - " + d.get("detail"));
+                }
             }
             io.out().println("chosen: " + chosen + (System.getenv(Backends.ENV) != null ? " (" + Backends.ENV + "=" + System.getenv(Backends.ENV) + ")" : ""));
         }
         String id = chosenId(chosen);
         return rows.stream().anyMatch(r -> r.get("id").equals(id) && r.get("status").equals("PASS")) ? 0 : 1;
+    }
+
+    /** {status, detail} of opening {@code p} on {@code device} and running the self-check. */
+    private static String[] check(BackendProvider p, String device, float[] expected) {
+        try (Backend b = p.open(new BackendConfig(0, device, Map.of()))) {
+            float[] got = selfCheck(b);
+            double worst = 0;
+            for (int i = 0; i < got.length; i++) {
+                worst = Math.max(worst, Math.abs(got[i] - expected[i]));
+            }
+            boolean ok = worst <= 1e-5;
+            return new String[] {ok ? "PASS" : "FAIL",
+                    b.description() + (ok ? "" : "; self-check differs from cpu-reference by " + worst)};
+        } catch (RuntimeException | LinkageError e) {
+            return new String[] {"FAIL", "open failed: " + e.getMessage()};
+        }
     }
 
     private static String chosenId(String chosen) {

@@ -30,6 +30,8 @@ final class EvalCommand implements Callable<Integer> {
     boolean json;
     @Option(names = "--backend", description = "cpu, cpu-reference, opencl (default: best available)")
     String backend;
+    @Option(names = "--device", paramLabel = "DEVICE", description = "OpenCL device: index or part of its name (see 'cellar doctor')")
+    String device;
     @Option(names = "--plugins", paramLabel = "DIR", description = "load cell plugins from the jars in DIR")
     Path plugins;
 
@@ -48,7 +50,7 @@ final class EvalCommand implements Callable<Integer> {
             throw new UsageException("--batch " + batch + " and --seq " + seq + " must be positive");
         }
         String text = Services.readText("--data", data);
-        try (Backend be = services.open(backend, 0)) {
+        try (Backend be = services.open(backend, 0, device)) {
             Checkpoints.Loaded m = services.loadModel(model, be);
             Tokenizer tok = m.model().tokenizer();
             int[] ids = Services.encode("--data", data, tok, text);

@@ -34,6 +34,8 @@ final class GenerateCommand implements Callable<Integer> {
     int beam;
     @Option(names = "--backend", description = "cpu, cpu-reference, opencl (default: best available)")
     String backend;
+    @Option(names = "--device", paramLabel = "DEVICE", description = "OpenCL device: index or part of its name (see 'cellar doctor')")
+    String device;
     @Option(names = "--plugins", paramLabel = "DIR", description = "load cell plugins from the jars in DIR")
     Path plugins;
 
@@ -67,7 +69,7 @@ final class GenerateCommand implements Callable<Integer> {
             throw new UsageException("--prompt is empty; give some text to continue");
         }
         long s = seed != null ? seed : System.nanoTime();
-        try (Backend be = services.open(backend, 1)) {
+        try (Backend be = services.open(backend, 1, device)) {
             Checkpoints.Loaded m = services.loadModel(model, be);
             checkPrompt(m.model().tokenizer());
             io.out().print(prompt);

@@ -53,7 +53,28 @@ final class Services {
     }
 
     Backend open(String requested, int threads) {
-        return select(requested).open(new BackendConfig(threads, null, Map.of()));
+        return open(requested, threads, null);
+    }
+
+    /** Opens the selected backend on {@code device} (index or name substring; null for its default device). */
+    Backend open(String requested, int threads, String device) {
+        BackendProvider p = select(requested);
+        if (device != null) {
+            java.util.List<String> devices = p.devices();
+            if (devices.isEmpty()) {
+                throw new UsageException("--device " + device + " needs a backend with devices (--backend opencl); "
+                        + p.id() + " has none");
+            }
+            try {
+                return p.open(new BackendConfig(threads, device, Map.of()));
+            } catch (CellarException e) {
+                if (e.getMessage() != null && e.getMessage().contains("--device")) {
+                    throw new UsageException(e.getMessage()); // no device matches: a usage error
+                }
+                throw e;
+            }
+        }
+        return p.open(new BackendConfig(threads, device, Map.of()));
     }
 
     /** The text of the file given with {@code flag}: UTF-8, not empty, not binary; errors name the flag. */

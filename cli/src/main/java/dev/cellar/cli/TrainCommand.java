@@ -75,6 +75,8 @@ final class TrainCommand implements Callable<Integer> {
     long seed;
     @Option(names = "--backend", description = "cpu, cpu-reference, opencl (default: best available)")
     String backend;
+    @Option(names = "--device", paramLabel = "DEVICE", description = "OpenCL device: index or part of its name (see 'cellar doctor')")
+    String device;
     @Option(names = "--threads", defaultValue = "0", description = "CPU threads; 0 = all cores")
     int threads;
     @Option(names = "--plugins", paramLabel = "DIR", description = "load cell plugins from the jars in DIR (or set CELLAR_PLUGINS)")
@@ -131,7 +133,7 @@ final class TrainCommand implements Callable<Integer> {
         validate();
         double budget = timeBudget == null ? 0 : Durations.seconds("--time-budget", timeBudget);
         String text = Services.readText("--data", data);
-        try (Backend be = services.open(backend, threads)) {
+        try (Backend be = services.open(backend, threads, device)) {
             LanguageModel model;
             Checkpoints.Loaded resumed = null;
             Tokenizer tok;

@@ -14,6 +14,14 @@ public interface BackendProvider {
     /** Whether {@link #open} can work here, and why not. Never throws. */
     Availability probe();
 
+    /**
+     * The devices {@link #open} can choose between through {@link BackendConfig#device()}, each as
+     * {@code "index: description"}, for {@code cellar doctor}. Empty for a backend without a choice. Never throws.
+     */
+    default java.util.List<String> devices() {
+        return java.util.List.of();
+    }
+
     /** Opens the backend; failures are wrapped in a {@link dev.cellar.api.CellarException} that says why. */
     Backend open(BackendConfig config);
 }

@@ -81,6 +81,18 @@ public final class OpenClProvider implements BackendProvider {
         }
     }
 
+    @Override
+    public List<String> devices() {
+        try {
+            return devices.get().stream()
+                    .map(d -> d.index() + ": " + d.summary().substring(d.summary().indexOf(' ') + 1)
+                            + (d.usable() ? "" : " (unusable: below the minimum work-group or local memory)"))
+                    .toList();
+        } catch (Throwable t) {
+            return List.of();
+        }
+    }
+
     static final String INSTALL_HINT = "install an OpenCL ICD (CPU: apt-get install pocl-opencl-icd ocl-icd-libopencl1; "
             + "GPU: the vendor driver) and check with clinfo";
 
