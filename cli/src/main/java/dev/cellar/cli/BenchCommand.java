@@ -28,7 +28,9 @@ import java.util.concurrent.Callable;
 
 @Command(name = "bench", mixinStandardHelpOptions = true, showDefaultValues = true, sortOptions = false,
         description = {"Training tokens/s and generation ms/token of a model, with the protocol of the PyTorch reference",
-                "(../shared/bench/torch/bench_lm.py): vocabulary 65, Adam, state carried, median over timed steps."})
+                "(../shared/bench/torch/bench_lm.py): vocabulary 65, Adam, state carried, median over timed steps.",
+                "With --gemm: F32 matmul GFLOP/s as ../shared/bench/torch/bench_gemm.py measures it (median over --reps,",
+                "each rep at least 0.25 s), at its sizes plus the LSTM's own shapes and their transposes."})
 final class BenchCommand implements Callable<Integer> {
     @Option(names = "--cell", defaultValue = "lstm")
     String cell;
@@ -54,6 +56,17 @@ final class BenchCommand implements Callable<Integer> {
     String device;
     @Option(names = "--json", description = "print one JSON object")
     boolean json;
+    @Option(names = "--gemm", description = "measure matmul GFLOP/s instead of a model")
+    boolean gemm;
+    @Option(names = "--sizes", split = ",", paramLabel = "MxKxN[:tn|:nt]",
+            description = "--gemm sizes: C[M,N] = A[M,K] @ B[K,N]; ':tn' reads A transposed, ':nt' B (default: " + DEFAULT_SIZES + ")")
+    List<String> sizes;
+    @Option(names = "--reps", defaultValue = "7", description = "--gemm repetitions per size")
+    int reps;
+
+    /** bench_gemm.py's sizes, then the 2x256 LSTM's at batch 64, window 100: step, input projection, weight and input gradients. */
+    static final String DEFAULT_SIZES = "64x512x1024,64x256x1024,256x256x256,1024x1024x1024,2048x2048x2048,"
+            + "6400x256x1024,64x1024x256:nt,6400x1024x256:nt,256x6400x1024:tn";
 
     private final Services services;
     private final Registry registry;
@@ -70,6 +83,9 @@ final class BenchCommand implements Callable<Integer> {
     public Integer call() throws Exception {
         if (batch <= 0 || seq <= 0 || hidden <= 0 || layers <= 0 || steps <= 0 || warmup < 0 || sample < 0 || threads < 0) {
             throw new UsageException("sizes and --steps must be positive; --warmup, --sample and --threads not negative");
+        }
+        if (gemm) {
+            return gemm();
         }
         registry.cell(cell);
         StringBuilder alphabet = new StringBuilder();
@@ -147,5 +163,144 @@ final class BenchCommand implements Callable<Integer> {
             }
             return 0;
         }
+    }
+
+    /** One parsed --sizes entry. */
+    record GemmSize(int m, int k, int n, boolean transA, boolean transB) {
+        static GemmSize parse(String text) {
+            String t = text.trim().toLowerCase(java.util.Locale.ROOT);
+            boolean ta = false, tb = false;
+            int colon = t.indexOf(':');
+            if (colon >= 0) {
+                String mode = t.substring(colon + 1);
+                ta = mode.equals("tn") || mode.equals("tt");
+                tb = mode.equals("nt") || mode.equals("tt");
+                if (!ta && !tb && !mode.equals("nn")) {
+                    throw new UsageException("--sizes " + text + ": the suffix must be :nn, :tn, :nt or :tt");
+                }
+                t = t.substring(0, colon);
+            }
+            String[] p = t.split("x");
+            try {
+                if (p.length != 3) {
+                    throw new NumberFormatException();
+                }
+                GemmSize g = new GemmSize(Integer.parseInt(p[0]), Integer.parseInt(p[1]), Integer.parseInt(p[2]), ta, tb);
+                if (g.m <= 0 || g.k <= 0 || g.n <= 0 || (long) g.m * g.k > Integer.MAX_VALUE / 2
+                        || (long) g.k * g.n > Integer.MAX_VALUE / 2 || (long) g.m * g.n > Integer.MAX_VALUE / 2) {
+                    throw new UsageException("--sizes " + text + ": each of M, K, N must be positive and each matrix under 2^30 elements");
+                }
+                return g;
+            } catch (NumberFormatException e) {
+                throw new UsageException("--sizes " + text + ": expected MxKxN such as 64x256x1024, optionally with :tn or :nt");
+            }
+        }
+
+        @Override
+        public String toString() {
+            return m + "x" + k + "x" + n + (transA || transB ? ":" + (transA ? "t" : "n") + (transB ? "t" : "n") : "");
+        }
+    }
+
+    private Integer gemm() throws Exception {
+        if (reps <= 0 || threads < 0) {
+            throw new UsageException("--reps must be positive and --threads not negative");
+        }
+        List<GemmSize> list = new ArrayList<>();
+        for (String t : sizes == null ? List.of(DEFAULT_SIZES.split(",")) : sizes) {
+            list.add(GemmSize.parse(t));
+        }
+        List<Map<String, Object>> rows = new ArrayList<>();
+        try (Backend be = services.open(backend, threads, device)) {
+            dev.cellar.api.spi.Kernels k = be.kernels();
+            if (!json) {
+                io.out().println("sgemm on " + be.description() + " (median of " + reps + " reps)");
+            }
+            SplittableRandom r = new SplittableRandom(7);
+            List<GemmSize> runs = new ArrayList<>();
+            runs.add(new GemmSize(256, 256, 256, false, false)); // untimed: lets the JIT compile the kernels first
+            runs.addAll(list);
+            for (int run = 0; run < runs.size(); run++) {
+                GemmSize g = runs.get(run);
+                boolean warmOnly = run == 0;
+                float[] a = new float[g.m * g.k];
+                float[] b = new float[g.k * g.n];
+                for (int i = 0; i < a.length; i++) {
+                    a[i] = (float) r.nextGaussian();
+                }
+                for (int i = 0; i < b.length; i++) {
+                    b[i] = (float) r.nextGaussian();
+                }
+                dev.cellar.api.spi.Storage sa = k.allocate(DType.F32, a.length), sb = k.allocate(DType.F32, b.length);
+                dev.cellar.api.spi.Storage sc = k.allocate(DType.F32, g.m * g.n), one = k.allocate(DType.F32, 1);
+                k.write(sa, a);
+                k.write(sb, b);
+                dev.cellar.api.spi.MatmulSpec spec = new dev.cellar.api.spi.MatmulSpec(1, g.m, g.n, g.k, g.transA, g.transB, 0, 0, false);
+                Runnable mm = () -> k.matmul(spec, sa, sb, sc);
+                // reading one element back waits for queued device work, so the time covers the computation
+                Runnable sync = () -> {
+                    k.copy(sc, 0, new int[] {1}, one, 0, new int[] {1}, Shape.of(1));
+                    k.readFloats(one);
+                };
+                // warm up for half a second at least: the JIT compiles the micro-kernel, pools and packs fill
+                long warm = System.nanoTime();
+                do {
+                    mm.run();
+                    sync.run();
+                } while (System.nanoTime() - warm < (warmOnly ? 3_000_000_000L : 500_000_000L));
+                if (warmOnly) {
+                    for (dev.cellar.api.spi.Storage st : List.of(sa, sb, sc, one)) {
+                        st.close();
+                    }
+                    continue;
+                }
+                long t0 = System.nanoTime();
+                mm.run();
+                sync.run();
+                double dt = (System.nanoTime() - t0) / 1e9;
+                int inner = (int) Math.max(1, Math.min(100_000, 0.25 / Math.max(dt, 1e-7)));
+                for (int i = 0; i < Math.min(inner, 3); i++) {
+                    mm.run();
+                }
+                sync.run();
+                double[] gf = new double[reps];
+                for (int rep = 0; rep < reps; rep++) {
+                    t0 = System.nanoTime();
+                    for (int i = 0; i < inner; i++) {
+                        mm.run();
+                    }
+                    sync.run();
+                    gf[rep] = spec.flops() / ((System.nanoTime() - t0) / 1e9 / inner) / 1e9;
+                }
+                for (dev.cellar.api.spi.Storage st : List.of(sa, sb, sc, one)) {
+                    st.close();
+                }
+                double[] sorted = gf.clone();
+                Arrays.sort(sorted);
+                Map<String, Object> row = new LinkedHashMap<>();
+                row.put("size", g.toString());
+                row.put("m", g.m);
+                row.put("k", g.k);
+                row.put("n", g.n);
+                row.put("trans_a", g.transA);
+                row.put("trans_b", g.transB);
+                row.put("gflops_median", sorted[reps / 2]);
+                row.put("gflops_min", sorted[0]);
+                row.put("gflops_max", sorted[reps - 1]);
+                rows.add(row);
+                if (!json) {
+                    io.out().printf("%-20s median %7.2f GFLOP/s  (min %7.2f, max %7.2f, reps %dx%d)%n", g, sorted[reps / 2],
+                            sorted[0], sorted[reps - 1], reps, inner);
+                }
+            }
+            if (json) {
+                Map<String, Object> o = new LinkedHashMap<>();
+                o.put("backend", be.id());
+                o.put("backend_description", be.description());
+                o.put("results", rows);
+                io.out().println(new ObjectMapper().writeValueAsString(o));
+            }
+        }
+        return 0;
     }
 }

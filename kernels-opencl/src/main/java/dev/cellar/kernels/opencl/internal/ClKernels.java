@@ -56,21 +56,31 @@ public final class ClKernels implements Kernels, AutoCloseable {
     private final long wg;
 
     /** GEMM tile sizes; the work-group is (tsn / wptn, tsm / wptm). */
-    record GemmTiles(int tsm, int tsn, int tsk, int wptm, int wptn) {
+    /**
+     * GEMM blocking. On GPUs: local-memory tiles tsm x tsn x tsk with a wptm x wptn register block per work-item. On CPU
+     * devices ({@code registerBlocked}): kernel {@code gemm_rb}, wptm rows x wptn (the vector width) columns per
+     * work-item and tsm x tsn per work-group, no local memory.
+     */
+    record GemmTiles(int tsm, int tsn, int tsk, int wptm, int wptn, boolean registerBlocked) {
         int threads() {
             return (tsm / wptm) * (tsn / wptn);
         }
 
         String defines() {
-            return " -DTSM=" + tsm + " -DTSN=" + tsn + " -DTSK=" + tsk + " -DWPTM=" + wptm + " -DWPTN=" + wptn;
+            return " -DTSM=" + tsm + " -DTSN=" + tsn + " -DTSK=" + tsk + " -DWPTM=" + wptm + " -DWPTN=" + wptn
+                    + " -DRM=" + (registerBlocked ? wptm : 8) + " -DVW=" + (registerBlocked ? wptn : 8);
         }
 
         static GemmTiles forDevice(ClDevice d) {
+            if (!d.gpu()) {
+                // 8 rows x 16 lanes: 8 accumulators of one AVX-512 register each (two AVX2 registers: still under 32)
+                return new GemmTiles(64, 64, 0, 8, 16, true);
+            }
             // 64x64 tiles with a 4x4 register block need 256 work-items and 2 * 16 * 65 * 8 bytes of local memory
             if (d.maxWorkGroupSize() >= 256 && d.localMemBytes() >= 32 * 1024) {
-                return new GemmTiles(64, 64, 16, 4, 4);
+                return new GemmTiles(64, 64, 16, 4, 4, false);
             }
-            return new GemmTiles(32, 32, 16, 4, 4);
+            return new GemmTiles(32, 32, 16, 4, 4, false);
         }
     }
 
@@ -94,6 +104,10 @@ public final class ClKernels implements Kernels, AutoCloseable {
     }
 
     public String tileDescription() {
+        if (tiles.registerBlocked()) {
+            return "gemm register-blocked " + tiles.wptm() + "x" + tiles.wptn() + " per item, " + tiles.tsm() + "x"
+                    + tiles.tsn() + " per group";
+        }
         return "gemm tiles " + tiles.tsm() + "x" + tiles.tsn() + "x" + tiles.tsk() + ", block " + tiles.wptm() + "x"
                 + tiles.wptn();
     }
@@ -297,6 +311,22 @@ public final class ClKernels implements Kernels, AutoCloseable {
 
     // ------------------------------------------------------------------ launching
     /** Sets the arguments (cl_mem, Integer, Double/Float as T of the kernel's program, int[8]) and enqueues. */
+    private final cl_mem[] scratch = new cl_mem[2];
+    private final long[] scratchBytes = new long[2];
+
+    /** Device buffer {@code slot} with room for {@code elements} of {@code t}, reused across calls (calls are synchronized). */
+    private cl_mem scratch(int slot, DType t, long elements) {
+        long bytes = Math.max(1, elements) * (t == DType.F64 ? 8 : 4);
+        if (scratch[slot] == null || scratchBytes[slot] < bytes) {
+            if (scratch[slot] != null) {
+                CL.clReleaseMemObject(scratch[slot]);
+            }
+            scratchBytes[slot] = Math.max(bytes, scratchBytes[slot] * 2);
+            scratch[slot] = CL.clCreateBuffer(context, CL.CL_MEM_READ_WRITE, scratchBytes[slot], null, null);
+        }
+        return scratch[slot];
+    }
+
     private void run(cl_kernel k, long[] global, Object... args) {
         run(k, global, null, args);
     }
@@ -426,6 +456,21 @@ public final class ClKernels implements Kernels, AutoCloseable {
             if (!s.accumulate()) {
                 run(kernel(t, "fill_zero"), new long[]{(long) s.batch() * s.m() * s.n()}, sc.mem(), s.batch() * s.m() * s.n());
             }
+            return;
+        }
+        if (tiles.registerBlocked()) {
+            int rm = tiles.wptm(), vw = tiles.wptn();
+            int mb = (s.m() + rm - 1) / rm, nb = (s.n() + vw - 1) / vw;
+            cl_mem ap = scratch(0, t, (long) s.batch() * mb * rm * s.k());
+            cl_mem bp = scratch(1, t, (long) s.batch() * nb * vw * s.k());
+            run(kernel(t, "pack_a"), new long[]{s.k(), (long) mb * rm, s.batch()}, null,
+                    sa.mem(), ap, s.m(), s.k(), s.transA() ? 1 : 0, s.strideA(), mb);
+            run(kernel(t, "pack_b"), new long[]{(long) nb * vw, s.k(), s.batch()}, null,
+                    sb.mem(), bp, s.n(), s.k(), s.transB() ? 1 : 0, s.strideB(), nb);
+            long lx = tiles.tsn() / vw;
+            long ly = tiles.tsm() / rm;
+            run(kernel(t, "gemm_rb"), new long[]{(nb + lx - 1) / lx * lx, (mb + ly - 1) / ly * ly, s.batch()},
+                    new long[]{lx, ly, 1}, s.m(), s.n(), s.k(), s.accumulate() ? 1 : 0, mb, nb, ap, bp, sc.mem());
             return;
         }
         long lx = tiles.tsn() / tiles.wptn();
@@ -595,6 +640,12 @@ public final class ClKernels implements Kernels, AutoCloseable {
             CL.clReleaseProgram(p);
         }
         programs.clear();
+        for (int i = 0; i < scratch.length; i++) {
+            if (scratch[i] != null) {
+                CL.clReleaseMemObject(scratch[i]);
+                scratch[i] = null;
+            }
+        }
         CL.clReleaseCommandQueue(queue);
         CL.clReleaseContext(context);
     }

@@ -190,6 +190,61 @@ void gemm(const int M, const int N, const int K, const int transA, const int tra
     }
 }
 
+// CPU devices (PoCL and the like): no local memory and no barriers, which such drivers run as loops. As in a CPU BLAS,
+// both operands are first packed into panels that the micro-kernel reads front to back: A into RM-row panels
+// Ap[p][mb][q][RM], B into VW-column panels Bp[p][nb][q][VW], zero-padded past M and N (which also absorbs transA and
+// transB). Each work-item then keeps an RM x VW block of C in RM vector registers.
+#define CAT2(a, b) a##b
+#define CAT(a, b) CAT2(a, b)
+#define VT CAT(T, VW)
+#define VLOADN CAT(vload, VW)
+#define VSTOREN CAT(vstore, VW)
+__kernel void pack_a(__global const T* A, __global T* Ap, const int M, const int K, const int transA, const int strideA,
+                     const int MB) {
+    const int q = get_global_id(0), m = get_global_id(1), p = get_global_id(2);
+    if (q >= K || m >= MB * RM) return;
+    A += (long) p * strideA;
+    T v = (T) 0;
+    if (m < M) v = transA ? A[(long) q * M + m] : A[(long) m * K + q];
+    Ap[(((long) p * MB + m / RM) * K + q) * RM + m % RM] = v;
+}
+
+__kernel void pack_b(__global const T* B, __global T* Bp, const int N, const int K, const int transB, const int strideB,
+                     const int NB) {
+    const int n = get_global_id(0), q = get_global_id(1), p = get_global_id(2);
+    if (n >= NB * VW || q >= K) return;
+    B += (long) p * strideB;
+    T v = (T) 0;
+    if (n < N) v = transB ? B[(long) n * K + q] : B[(long) q * N + n];
+    Bp[(((long) p * NB + n / VW) * K + q) * VW + n % VW] = v;
+}
+
+__kernel void gemm_rb(const int M, const int N, const int K, const int accumulate, const int MB, const int NB,
+                      __global const T* Ap, __global const T* Bp, __global T* C) {
+    const int nb = get_global_id(0), mb = get_global_id(1), p = get_global_id(2);
+    if (nb >= NB || mb >= MB) return;
+    __global const T* a = Ap + ((long) p * MB + mb) * K * RM;
+    __global const T* b = Bp + ((long) p * NB + nb) * K * VW;
+    VT acc[RM];
+    for (int i = 0; i < RM; i++) acc[i] = (VT) 0;
+    for (int q = 0; q < K; q++) {
+        VT bv = VLOADN(q, b);
+        for (int i = 0; i < RM; i++) acc[i] = fma((VT) a[q * RM + i], bv, acc[i]);
+    }
+    C += (long) p * M * N;
+    const int m0 = mb * RM, n0 = nb * VW;
+    for (int i = 0; i < RM && m0 + i < M; i++) {
+        __global T* c = C + (long) (m0 + i) * N + n0;
+        if (n0 + VW <= N) {
+            VSTOREN(accumulate ? VLOADN(0, c) + acc[i] : acc[i], 0, c);
+        } else {
+            T tmp[VW];
+            VSTOREN(acc[i], 0, tmp);
+            for (int j = 0; n0 + j < N; j++) c[j] = accumulate ? c[j] + tmp[j] : tmp[j];
+        }
+    }
+}
+
 // ------------------------------------------------------------------ fused kernels (see ClKernels#fused)
 __kernel void lstm_step(__global const T* gates, __global const T* cPrev, __global T* h, __global T* c, const int B, const int H) {
     int k = get_global_id(0);
