@@ -24,116 +24,147 @@ final class VectorGemm implements Gemm {
         return W;
     }
 
+    /**
+     * The micro-kernels only ever store whole panels of W columns: a last, narrower panel is computed into a scratch
+     * block and copied out. A partial-store branch inside the hot loops made C2 recompile them without intrinsics
+     * once a shape with n % W != 0 (the 65-symbol output layer) came by, and every later GEMM ran about 5x slower.
+     */
     @Override
     public void panels(float[] a, int aOff, int ars, int acs, float[] bp, float[] c, int cOff, int m, int n, int k, int p0,
                        int p1, boolean acc) {
-        float[] tmp = new float[W];
+        float[] tmp = null;
         for (int p = p0; p < p1; p++) {
             int j0 = p * W;
             int jw = Math.min(W, n - j0);
             int base = p * k * W;
-            int i = 0;
-            for (; EIGHT_ROWS && i + 8 <= m; i += 8) {
-                FloatVector c00 = FloatVector.zero(S), c01 = FloatVector.zero(S);
-                FloatVector c10 = FloatVector.zero(S), c11 = FloatVector.zero(S);
-                FloatVector c20 = FloatVector.zero(S), c21 = FloatVector.zero(S);
-                FloatVector c30 = FloatVector.zero(S), c31 = FloatVector.zero(S);
-                FloatVector c40 = FloatVector.zero(S), c41 = FloatVector.zero(S);
-                FloatVector c50 = FloatVector.zero(S), c51 = FloatVector.zero(S);
-                FloatVector c60 = FloatVector.zero(S), c61 = FloatVector.zero(S);
-                FloatVector c70 = FloatVector.zero(S), c71 = FloatVector.zero(S);
-                int a0 = aOff + i * ars;
-                for (int q = 0, bo = base; q < k; q++, bo += W, a0 += acs) {
-                    FloatVector b0 = FloatVector.fromArray(S, bp, bo);
-                    FloatVector b1 = FloatVector.fromArray(S, bp, bo + L);
-                    FloatVector x0 = FloatVector.broadcast(S, a[a0 + 0 * ars]);
-                    c00 = x0.fma(b0, c00);
-                    c01 = x0.fma(b1, c01);
-                    FloatVector x1 = FloatVector.broadcast(S, a[a0 + 1 * ars]);
-                    c10 = x1.fma(b0, c10);
-                    c11 = x1.fma(b1, c11);
-                    FloatVector x2 = FloatVector.broadcast(S, a[a0 + 2 * ars]);
-                    c20 = x2.fma(b0, c20);
-                    c21 = x2.fma(b1, c21);
-                    FloatVector x3 = FloatVector.broadcast(S, a[a0 + 3 * ars]);
-                    c30 = x3.fma(b0, c30);
-                    c31 = x3.fma(b1, c31);
-                    FloatVector x4 = FloatVector.broadcast(S, a[a0 + 4 * ars]);
-                    c40 = x4.fma(b0, c40);
-                    c41 = x4.fma(b1, c41);
-                    FloatVector x5 = FloatVector.broadcast(S, a[a0 + 5 * ars]);
-                    c50 = x5.fma(b0, c50);
-                    c51 = x5.fma(b1, c51);
-                    FloatVector x6 = FloatVector.broadcast(S, a[a0 + 6 * ars]);
-                    c60 = x6.fma(b0, c60);
-                    c61 = x6.fma(b1, c61);
-                    FloatVector x7 = FloatVector.broadcast(S, a[a0 + 7 * ars]);
-                    c70 = x7.fma(b0, c70);
-                    c71 = x7.fma(b1, c71);
+            if (jw == W) {
+                block(a, aOff, ars, acs, bp, base, c, cOff + j0, n, m, k, acc);
+            } else {
+                if (tmp == null) {
+                    tmp = new float[m * W];
                 }
-                store(c, cOff + (i + 0) * n + j0, jw, c00, c01, acc, tmp);
-                store(c, cOff + (i + 1) * n + j0, jw, c10, c11, acc, tmp);
-                store(c, cOff + (i + 2) * n + j0, jw, c20, c21, acc, tmp);
-                store(c, cOff + (i + 3) * n + j0, jw, c30, c31, acc, tmp);
-                store(c, cOff + (i + 4) * n + j0, jw, c40, c41, acc, tmp);
-                store(c, cOff + (i + 5) * n + j0, jw, c50, c51, acc, tmp);
-                store(c, cOff + (i + 6) * n + j0, jw, c60, c61, acc, tmp);
-                store(c, cOff + (i + 7) * n + j0, jw, c70, c71, acc, tmp);
-            }
-            for (; i + 4 <= m; i += 4) {
-                FloatVector c00 = FloatVector.zero(S), c01 = FloatVector.zero(S);
-                FloatVector c10 = FloatVector.zero(S), c11 = FloatVector.zero(S);
-                FloatVector c20 = FloatVector.zero(S), c21 = FloatVector.zero(S);
-                FloatVector c30 = FloatVector.zero(S), c31 = FloatVector.zero(S);
-                int a0 = aOff + i * ars;
-                for (int q = 0, bo = base; q < k; q++, bo += W, a0 += acs) {
-                    FloatVector b0 = FloatVector.fromArray(S, bp, bo);
-                    FloatVector b1 = FloatVector.fromArray(S, bp, bo + L);
-                    FloatVector x = FloatVector.broadcast(S, a[a0]);
-                    c00 = x.fma(b0, c00);
-                    c01 = x.fma(b1, c01);
-                    x = FloatVector.broadcast(S, a[a0 + ars]);
-                    c10 = x.fma(b0, c10);
-                    c11 = x.fma(b1, c11);
-                    x = FloatVector.broadcast(S, a[a0 + 2 * ars]);
-                    c20 = x.fma(b0, c20);
-                    c21 = x.fma(b1, c21);
-                    x = FloatVector.broadcast(S, a[a0 + 3 * ars]);
-                    c30 = x.fma(b0, c30);
-                    c31 = x.fma(b1, c31);
+                block(a, aOff, ars, acs, bp, base, tmp, 0, W, m, k, false);
+                for (int i = 0; i < m; i++) {
+                    int o = cOff + i * n + j0;
+                    for (int j = 0; j < jw; j++) {
+                        c[o + j] = acc ? c[o + j] + tmp[i * W + j] : tmp[i * W + j];
+                    }
                 }
-                store(c, cOff + i * n + j0, jw, c00, c01, acc, tmp);
-                store(c, cOff + (i + 1) * n + j0, jw, c10, c11, acc, tmp);
-                store(c, cOff + (i + 2) * n + j0, jw, c20, c21, acc, tmp);
-                store(c, cOff + (i + 3) * n + j0, jw, c30, c31, acc, tmp);
-            }
-            for (; i < m; i++) {
-                FloatVector c0 = FloatVector.zero(S), c1 = FloatVector.zero(S);
-                int ai = aOff + i * ars;
-                for (int q = 0, bo = base; q < k; q++, bo += W, ai += acs) {
-                    FloatVector x = FloatVector.broadcast(S, a[ai]);
-                    c0 = x.fma(FloatVector.fromArray(S, bp, bo), c0);
-                    c1 = x.fma(FloatVector.fromArray(S, bp, bo + L), c1);
-                }
-                store(c, cOff + i * n + j0, jw, c0, c1, acc, tmp);
             }
         }
     }
 
-    private static void store(float[] c, int off, int jw, FloatVector v0, FloatVector v1, boolean acc, float[] tmp) {
-        if (jw == W) {
-            if (acc) {
-                v0 = v0.add(FloatVector.fromArray(S, c, off));
-                v1 = v1.add(FloatVector.fromArray(S, c, off + L));
+    /** C[0..m, 0..W) (row stride ldc, from cOff) (+)= A rows times one packed panel of B starting at {@code base}. */
+    private static void block(float[] a, int aOff, int ars, int acs, float[] bp, int base, float[] c, int cOff, int ldc,
+                              int m, int k, boolean acc) {
+        int i = 0;
+        if (EIGHT_ROWS) {
+            for (; i + 8 <= m; i += 8) {
+                rows8(a, aOff + i * ars, ars, acs, bp, base, c, cOff + i * ldc, ldc, k, acc);
             }
-            v0.intoArray(c, off);
-            v1.intoArray(c, off + L);
-            return;
         }
-        v0.intoArray(tmp, 0);
-        v1.intoArray(tmp, L);
-        for (int j = 0; j < jw; j++) {
-            c[off + j] = acc ? c[off + j] + tmp[j] : tmp[j];
+        for (; i + 4 <= m; i += 4) {
+            rows4(a, aOff + i * ars, ars, acs, bp, base, c, cOff + i * ldc, ldc, k, acc);
         }
+        for (; i < m; i++) {
+            row1(a, aOff + i * ars, acs, bp, base, c, cOff + i * ldc, k, acc);
+        }
+    }
+
+    // one method per row count: each is compiled on its own, so a shape that first reaches one of them (batch-1
+    // generation after training) does not deoptimize the others back into the interpreter
+    private static void row1(float[] a, int ai, int acs, float[] bp, int bo, float[] c, int co, int k, boolean acc) {
+        FloatVector c0 = FloatVector.zero(S), c1 = FloatVector.zero(S);
+        for (int q = 0; q < k; q++, bo += W, ai += acs) {
+            FloatVector x = FloatVector.broadcast(S, a[ai]);
+            c0 = x.fma(FloatVector.fromArray(S, bp, bo), c0);
+            c1 = x.fma(FloatVector.fromArray(S, bp, bo + L), c1);
+        }
+        store(c, co, c0, c1, acc);
+    }
+
+    private static void rows8(float[] a, int a0, int ars, int acs, float[] bp, int bo, float[] c, int co, int ldc, int k,
+                              boolean acc) {
+        FloatVector c00 = FloatVector.zero(S), c01 = FloatVector.zero(S);
+        FloatVector c10 = FloatVector.zero(S), c11 = FloatVector.zero(S);
+        FloatVector c20 = FloatVector.zero(S), c21 = FloatVector.zero(S);
+        FloatVector c30 = FloatVector.zero(S), c31 = FloatVector.zero(S);
+        FloatVector c40 = FloatVector.zero(S), c41 = FloatVector.zero(S);
+        FloatVector c50 = FloatVector.zero(S), c51 = FloatVector.zero(S);
+        FloatVector c60 = FloatVector.zero(S), c61 = FloatVector.zero(S);
+        FloatVector c70 = FloatVector.zero(S), c71 = FloatVector.zero(S);
+        for (int q = 0; q < k; q++, bo += W, a0 += acs) {
+            FloatVector b0 = FloatVector.fromArray(S, bp, bo);
+            FloatVector b1 = FloatVector.fromArray(S, bp, bo + L);
+            FloatVector x0 = FloatVector.broadcast(S, a[a0]);
+            c00 = x0.fma(b0, c00);
+            c01 = x0.fma(b1, c01);
+            FloatVector x1 = FloatVector.broadcast(S, a[a0 + ars]);
+            c10 = x1.fma(b0, c10);
+            c11 = x1.fma(b1, c11);
+            FloatVector x2 = FloatVector.broadcast(S, a[a0 + 2 * ars]);
+            c20 = x2.fma(b0, c20);
+            c21 = x2.fma(b1, c21);
+            FloatVector x3 = FloatVector.broadcast(S, a[a0 + 3 * ars]);
+            c30 = x3.fma(b0, c30);
+            c31 = x3.fma(b1, c31);
+            FloatVector x4 = FloatVector.broadcast(S, a[a0 + 4 * ars]);
+            c40 = x4.fma(b0, c40);
+            c41 = x4.fma(b1, c41);
+            FloatVector x5 = FloatVector.broadcast(S, a[a0 + 5 * ars]);
+            c50 = x5.fma(b0, c50);
+            c51 = x5.fma(b1, c51);
+            FloatVector x6 = FloatVector.broadcast(S, a[a0 + 6 * ars]);
+            c60 = x6.fma(b0, c60);
+            c61 = x6.fma(b1, c61);
+            FloatVector x7 = FloatVector.broadcast(S, a[a0 + 7 * ars]);
+            c70 = x7.fma(b0, c70);
+            c71 = x7.fma(b1, c71);
+        }
+        store(c, co, c00, c01, acc);
+        store(c, co + ldc, c10, c11, acc);
+        store(c, co + 2 * ldc, c20, c21, acc);
+        store(c, co + 3 * ldc, c30, c31, acc);
+        store(c, co + 4 * ldc, c40, c41, acc);
+        store(c, co + 5 * ldc, c50, c51, acc);
+        store(c, co + 6 * ldc, c60, c61, acc);
+        store(c, co + 7 * ldc, c70, c71, acc);
+    }
+
+    private static void rows4(float[] a, int a0, int ars, int acs, float[] bp, int bo, float[] c, int co, int ldc, int k,
+                              boolean acc) {
+        FloatVector c00 = FloatVector.zero(S), c01 = FloatVector.zero(S);
+        FloatVector c10 = FloatVector.zero(S), c11 = FloatVector.zero(S);
+        FloatVector c20 = FloatVector.zero(S), c21 = FloatVector.zero(S);
+        FloatVector c30 = FloatVector.zero(S), c31 = FloatVector.zero(S);
+        for (int q = 0; q < k; q++, bo += W, a0 += acs) {
+            FloatVector b0 = FloatVector.fromArray(S, bp, bo);
+            FloatVector b1 = FloatVector.fromArray(S, bp, bo + L);
+            FloatVector x = FloatVector.broadcast(S, a[a0]);
+            c00 = x.fma(b0, c00);
+            c01 = x.fma(b1, c01);
+            x = FloatVector.broadcast(S, a[a0 + ars]);
+            c10 = x.fma(b0, c10);
+            c11 = x.fma(b1, c11);
+            x = FloatVector.broadcast(S, a[a0 + 2 * ars]);
+            c20 = x.fma(b0, c20);
+            c21 = x.fma(b1, c21);
+            x = FloatVector.broadcast(S, a[a0 + 3 * ars]);
+            c30 = x.fma(b0, c30);
+            c31 = x.fma(b1, c31);
+        }
+        store(c, co, c00, c01, acc);
+        store(c, co + ldc, c10, c11, acc);
+        store(c, co + 2 * ldc, c20, c21, acc);
+        store(c, co + 3 * ldc, c30, c31, acc);
+    }
+
+    private static void store(float[] c, int off, FloatVector v0, FloatVector v1, boolean acc) {
+        if (acc) {
+            v0 = v0.add(FloatVector.fromArray(S, c, off));
+            v1 = v1.add(FloatVector.fromArray(S, c, off + L));
+        }
+        v0.intoArray(c, off);
+        v1.intoArray(c, off + L);
     }
 }
