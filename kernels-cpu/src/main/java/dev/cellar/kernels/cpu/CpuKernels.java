@@ -26,13 +26,15 @@ final class CpuKernels extends ReferenceKernels {
     /** Smaller B operands are cheap to pack every time. */
     private static final long MIN_CACHED_PACK = 1L << 12;
     private final Gemm gemm;
+    private final Pointwise pw;
     private final ExecutorService pool;
     private final int threads;
     /** Up to 256 Mi floats (1 GiB) of closed buffers kept for reuse. */
     private final FloatPool buffers = new FloatPool(1L << 28);
 
-    CpuKernels(Gemm gemm, ExecutorService pool, int threads) {
+    CpuKernels(Gemm gemm, Pointwise pw, ExecutorService pool, int threads) {
         this.gemm = gemm;
+        this.pw = pw;
         this.pool = pool;
         this.threads = threads;
     }
@@ -154,22 +156,9 @@ final class CpuKernels extends ReferenceKernels {
                     o[i] = -a[i];
                 }
             }
-            case TANH -> {
-                for (int i = 0; i < n; i++) {
-                    o[i] = (float) Math.tanh(a[i]);
-                }
-            }
-            case SIGMOID -> {
-                for (int i = 0; i < n; i++) {
-                    float v = a[i];
-                    o[i] = v >= 0 ? (float) (1 / (1 + Math.exp(-v))) : (float) (Math.exp(v) / (1 + Math.exp(v)));
-                }
-            }
-            case EXP -> {
-                for (int i = 0; i < n; i++) {
-                    o[i] = (float) Math.exp(a[i]);
-                }
-            }
+            case TANH -> chunks(n, (i0, i1) -> pw.tanh(a, o, i0, i1));
+            case SIGMOID -> chunks(n, (i0, i1) -> pw.sigmoid(a, o, i0, i1));
+            case EXP -> chunks(n, (i0, i1) -> pw.exp(a, o, i0, i1));
             case RELU -> {
                 for (int i = 0; i < n; i++) {
                     o[i] = a[i] > 0 ? a[i] : 0f;
@@ -380,85 +369,27 @@ final class CpuKernels extends ReferenceKernels {
                 checkFused(name, in, 2, out, 2, dims);
                 float[] g = f32(in[0]), cp = f32(in[1]), h = CpuStorage.out(out[0]).f, c = CpuStorage.out(out[1]).f;
                 int hid = dims[1];
-                rows(dims[0], (long) dims[0] * hid * 40, (r0, r1) -> {
-                    for (int b = r0; b < r1; b++) {
-                        int gb = b * 4 * hid, sb = b * hid;
-                        for (int j = 0; j < hid; j++) {
-                            double i = sigmoid(g[gb + j]), f = sigmoid(g[gb + hid + j]);
-                            double gg = tanh(g[gb + 2 * hid + j]), o = sigmoid(g[gb + 3 * hid + j]);
-                            double cn = f * cp[sb + j] + i * gg;
-                            c[sb + j] = (float) cn;
-                            h[sb + j] = (float) (o * tanh(cn));
-                        }
-                    }
-                });
+                rows(dims[0], (long) dims[0] * hid * 40, (r0, r1) -> pw.lstmForward(g, cp, h, c, hid, r0, r1));
             });
             case "lstm_step_backward" -> java.util.Optional.of((in, out, dims) -> {
                 checkFused(name, in, 5, out, 2, dims);
                 float[] g = f32(in[0]), cp = f32(in[1]), c = f32(in[2]), dh = f32(in[3]), dc = f32(in[4]);
                 float[] dg = CpuStorage.out(out[0]).f, dcp = CpuStorage.out(out[1]).f;
                 int hid = dims[1];
-                rows(dims[0], (long) dims[0] * hid * 60, (r0, r1) -> {
-                    for (int b = r0; b < r1; b++) {
-                        int gb = b * 4 * hid, sb = b * hid;
-                        for (int j = 0; j < hid; j++) {
-                            double i = sigmoid(g[gb + j]), f = sigmoid(g[gb + hid + j]);
-                            double gg = tanh(g[gb + 2 * hid + j]), o = sigmoid(g[gb + 3 * hid + j]);
-                            double tc = tanh(c[sb + j]);
-                            double dhj = dh[sb + j];
-                            double dct = dc[sb + j] + dhj * o * (1 - tc * tc);
-                            dg[gb + j] = (float) (dct * gg * i * (1 - i));
-                            dg[gb + hid + j] = (float) (dct * cp[sb + j] * f * (1 - f));
-                            dg[gb + 2 * hid + j] = (float) (dct * i * (1 - gg * gg));
-                            dg[gb + 3 * hid + j] = (float) (dhj * tc * o * (1 - o));
-                            dcp[sb + j] = (float) (dct * f);
-                        }
-                    }
-                });
+                rows(dims[0], (long) dims[0] * hid * 60, (r0, r1) -> pw.lstmBackward(g, cp, c, dh, dc, dg, dcp, hid, r0, r1));
             });
             case "gru_step" -> java.util.Optional.of((in, out, dims) -> {
                 checkFused(name, in, 3, out, 1, dims);
                 float[] gi = f32(in[0]), gh = f32(in[1]), hp = f32(in[2]), h = CpuStorage.out(out[0]).f;
                 int hid = dims[1];
-                rows(dims[0], (long) dims[0] * hid * 30, (r0, r1) -> {
-                    for (int b = r0; b < r1; b++) {
-                        int gb = b * 3 * hid, sb = b * hid;
-                        for (int j = 0; j < hid; j++) {
-                            double r = sigmoid(gi[gb + j] + gh[gb + j]);
-                            double z = sigmoid(gi[gb + hid + j] + gh[gb + hid + j]);
-                            double n = tanh(gi[gb + 2 * hid + j] + r * gh[gb + 2 * hid + j]);
-                            h[sb + j] = (float) (n + z * (hp[sb + j] - n));
-                        }
-                    }
-                });
+                rows(dims[0], (long) dims[0] * hid * 30, (r0, r1) -> pw.gruForward(gi, gh, hp, h, hid, r0, r1));
             });
             case "gru_step_backward" -> java.util.Optional.of((in, out, dims) -> {
                 checkFused(name, in, 4, out, 3, dims);
                 float[] gi = f32(in[0]), gh = f32(in[1]), hp = f32(in[2]), dh = f32(in[3]);
                 float[] dgi = CpuStorage.out(out[0]).f, dgh = CpuStorage.out(out[1]).f, dhp = CpuStorage.out(out[2]).f;
                 int hid = dims[1];
-                rows(dims[0], (long) dims[0] * hid * 50, (r0, r1) -> {
-                    for (int b = r0; b < r1; b++) {
-                        int gb = b * 3 * hid, sb = b * hid;
-                        for (int j = 0; j < hid; j++) {
-                            double r = sigmoid(gi[gb + j] + gh[gb + j]);
-                            double z = sigmoid(gi[gb + hid + j] + gh[gb + hid + j]);
-                            double ghn = gh[gb + 2 * hid + j];
-                            double n = tanh(gi[gb + 2 * hid + j] + r * ghn);
-                            double d = dh[sb + j];
-                            double dz = d * (hp[sb + j] - n) * z * (1 - z);
-                            double dn = d * (1 - z) * (1 - n * n);
-                            double dr = dn * ghn * r * (1 - r);
-                            dgi[gb + j] = (float) dr;
-                            dgh[gb + j] = (float) dr;
-                            dgi[gb + hid + j] = (float) dz;
-                            dgh[gb + hid + j] = (float) dz;
-                            dgi[gb + 2 * hid + j] = (float) dn;
-                            dgh[gb + 2 * hid + j] = (float) (dn * r);
-                            dhp[sb + j] = (float) (d * z);
-                        }
-                    }
-                });
+                rows(dims[0], (long) dims[0] * hid * 50, (r0, r1) -> pw.gruBackward(gi, gh, hp, dh, dgi, dgh, dhp, hid, r0, r1));
             });
             default -> java.util.Optional.empty();
         };
@@ -479,29 +410,22 @@ final class CpuKernels extends ReferenceKernels {
         }
     }
 
-    private static double sigmoid(double x) {
-        return 1 / (1 + Math.exp(-x));
-    }
-
-    /** tanh through the intrinsic exp (Math.tanh is not an intrinsic); series near zero keeps relative accuracy. */
-    static double tanh(double x) {
-        if (Math.abs(x) < 1e-3) {
-            return x * (1 - x * x / 3);
-        }
-        if (x > 20) {
-            return 1;
-        }
-        if (x < -20) {
-            return -1;
-        }
-        return 1 - 2 / (Math.exp(2 * x) + 1);
-    }
-
     private interface RowRange {
         void run(int r0, int r1);
     }
 
     /** Splits rows over the pool when there is enough work ({@code cost} in rough flops). */
+    /** {@code body} over [0, n) in chunks split across the pool when n is large. */
+    private void chunks(int n, RowRange body) {
+        int block = 4096;
+        int blocks = (n + block - 1) / block;
+        if (blocks <= 1) {
+            body.run(0, n);
+            return;
+        }
+        rows(blocks, (long) n * 20, (b0, b1) -> body.run(b0 * block, Math.min(n, b1 * block)));
+    }
+
     private void rows(int rows, long cost, RowRange body) {
         int tasks = cost < PARALLEL_FMAS || rows < 2 ? 1 : Math.min(threads, rows);
         if (tasks <= 1) {

@@ -42,12 +42,15 @@ public final class CpuProvider implements BackendProvider {
         }
         int threads = config.threads() == 0 ? Runtime.getRuntime().availableProcessors() : config.threads();
         Gemm gemm;
+        Pointwise pw;
         String simd;
         if (vectorAvailable()) {
             gemm = new VectorGemm();
+            pw = new VectorPointwise();
             simd = VectorGemm.describe();
         } else {
             gemm = new ScalarGemm();
+            pw = new ScalarPointwise();
             simd = "scalar";
         }
         AtomicInteger n = new AtomicInteger();
@@ -56,7 +59,7 @@ public final class CpuProvider implements BackendProvider {
             t.setDaemon(true);
             return t;
         });
-        Kernels k = new CpuKernels(gemm, pool, threads);
+        Kernels k = new CpuKernels(gemm, pw, pool, threads);
         String desc = "cpu: " + simd + ", " + threads + " thread" + (threads == 1 ? "" : "s");
         return new Backend() {
             @Override

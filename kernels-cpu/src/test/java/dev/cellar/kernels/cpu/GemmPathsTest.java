@@ -27,7 +27,7 @@ class GemmPathsTest {
             t.setDaemon(true);
             return t;
         });
-        return new CpuKernels(vector ? new VectorGemm() : new ScalarGemm(), pool, 2);
+        return new CpuKernels(vector ? new VectorGemm() : new ScalarGemm(), vector ? new VectorPointwise() : new ScalarPointwise(), pool, 2);
     }
 
     private static float[] random(Random r, int n) {

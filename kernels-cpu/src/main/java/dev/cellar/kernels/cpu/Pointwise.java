@@ -1,0 +1,27 @@
+package dev.cellar.kernels.cpu;
+
+/**
+ * The transcendental-heavy F32 loops: fused LSTM/GRU steps (see {@link CpuKernels#fused}) and tanh, sigmoid, exp.
+ * Each method covers rows {@code [b0, b1)} of a batch (or elements {@code [0, n)}) so callers can split it over threads.
+ * {@link ScalarPointwise} is the portable form; {@link VectorPointwise} uses the Vector API's tanh and exp.
+ */
+interface Pointwise {
+    /** h, c from gates (B, 4H; order i, f, g, o) and c_prev. */
+    void lstmForward(float[] g, float[] cp, float[] h, float[] c, int hid, int b0, int b1);
+
+    /** dgates, dc_prev from gates, c_prev, c, dh, dc. */
+    void lstmBackward(float[] g, float[] cp, float[] c, float[] dh, float[] dc, float[] dg, float[] dcp, int hid, int b0, int b1);
+
+    /** h from gi, gh (B, 3H; order r, z, n) and h_prev. */
+    void gruForward(float[] gi, float[] gh, float[] hp, float[] h, int hid, int b0, int b1);
+
+    /** dgi, dgh, dh_prev from gi, gh, h_prev, dh. */
+    void gruBackward(float[] gi, float[] gh, float[] hp, float[] dh, float[] dgi, float[] dgh, float[] dhp, int hid, int b0, int b1);
+
+    /** o[i] = tanh(a[i]) for i in [i0, i1); likewise {@link #sigmoid} and {@link #exp}. */
+    void tanh(float[] a, float[] o, int i0, int i1);
+
+    void sigmoid(float[] a, float[] o, int i0, int i1);
+
+    void exp(float[] a, float[] o, int i0, int i1);
+}

@@ -1,0 +1,143 @@
+package dev.cellar.kernels.cpu;
+
+/** Plain loops in double precision; also the tail of {@link VectorPointwise}'s rows. */
+final class ScalarPointwise implements Pointwise {
+    static double sigmoid(double x) {
+        return x >= 0 ? 1 / (1 + Math.exp(-x)) : Math.exp(x) / (1 + Math.exp(x));
+    }
+
+    /** tanh through the intrinsic exp (Math.tanh is not an intrinsic); series near zero keeps relative accuracy. */
+    static double tanh(double x) {
+        if (Math.abs(x) < 1e-3) {
+            return x * (1 - x * x / 3);
+        }
+        if (x > 20) {
+            return 1;
+        }
+        if (x < -20) {
+            return -1;
+        }
+        return 1 - 2 / (Math.exp(2 * x) + 1);
+    }
+
+    @Override
+    public void lstmForward(float[] g, float[] cp, float[] h, float[] c, int hid, int b0, int b1) {
+        for (int b = b0; b < b1; b++) {
+            lstmForward(g, cp, h, c, hid, b, 0, hid);
+        }
+    }
+
+    static void lstmForward(float[] g, float[] cp, float[] h, float[] c, int hid, int b, int j0, int j1) {
+        int gb = b * 4 * hid, sb = b * hid;
+        for (int j = j0; j < j1; j++) {
+            double i = sigmoid(g[gb + j]), f = sigmoid(g[gb + hid + j]);
+            double gg = tanh(g[gb + 2 * hid + j]), o = sigmoid(g[gb + 3 * hid + j]);
+            double cn = f * cp[sb + j] + i * gg;
+            c[sb + j] = (float) cn;
+            h[sb + j] = (float) (o * tanh(cn));
+        }
+    }
+
+    @Override
+    public void lstmBackward(float[] g, float[] cp, float[] c, float[] dh, float[] dc, float[] dg, float[] dcp, int hid, int b0, int b1) {
+        for (int b = b0; b < b1; b++) {
+            lstmBackward(g, cp, c, dh, dc, dg, dcp, hid, b, 0, hid);
+        }
+    }
+
+    static void lstmBackward(float[] g, float[] cp, float[] c, float[] dh, float[] dc, float[] dg, float[] dcp, int hid, int b,
+                             int j0, int j1) {
+        int gb = b * 4 * hid, sb = b * hid;
+        for (int j = j0; j < j1; j++) {
+            double i = sigmoid(g[gb + j]), f = sigmoid(g[gb + hid + j]);
+            double gg = tanh(g[gb + 2 * hid + j]), o = sigmoid(g[gb + 3 * hid + j]);
+            double tc = tanh(c[sb + j]);
+            double dhj = dh[sb + j];
+            double dct = dc[sb + j] + dhj * o * (1 - tc * tc);
+            dg[gb + j] = (float) (dct * gg * i * (1 - i));
+            dg[gb + hid + j] = (float) (dct * cp[sb + j] * f * (1 - f));
+            dg[gb + 2 * hid + j] = (float) (dct * i * (1 - gg * gg));
+            dg[gb + 3 * hid + j] = (float) (dhj * tc * o * (1 - o));
+            dcp[sb + j] = (float) (dct * f);
+        }
+    }
+
+    @Override
+    public void gruForward(float[] gi, float[] gh, float[] hp, float[] h, int hid, int b0, int b1) {
+        for (int b = b0; b < b1; b++) {
+            gruForward(gi, gh, hp, h, hid, b, 0, hid);
+        }
+    }
+
+    static void gruForward(float[] gi, float[] gh, float[] hp, float[] h, int hid, int b, int j0, int j1) {
+        int gb = b * 3 * hid, sb = b * hid;
+        for (int j = j0; j < j1; j++) {
+            double r = sigmoid(gi[gb + j] + gh[gb + j]);
+            double z = sigmoid(gi[gb + hid + j] + gh[gb + hid + j]);
+            double n = tanh(gi[gb + 2 * hid + j] + r * gh[gb + 2 * hid + j]);
+            h[sb + j] = (float) (n + z * (hp[sb + j] - n));
+        }
+    }
+
+    @Override
+    public void gruBackward(float[] gi, float[] gh, float[] hp, float[] dh, float[] dgi, float[] dgh, float[] dhp, int hid, int b0, int b1) {
+        for (int b = b0; b < b1; b++) {
+            gruBackward(gi, gh, hp, dh, dgi, dgh, dhp, hid, b, 0, hid);
+        }
+    }
+
+    static void gruBackward(float[] gi, float[] gh, float[] hp, float[] dh, float[] dgi, float[] dgh, float[] dhp, int hid, int b,
+                            int j0, int j1) {
+        int gb = b * 3 * hid, sb = b * hid;
+        for (int j = j0; j < j1; j++) {
+            double r = sigmoid(gi[gb + j] + gh[gb + j]);
+            double z = sigmoid(gi[gb + hid + j] + gh[gb + hid + j]);
+            double ghn = gh[gb + 2 * hid + j];
+            double n = tanh(gi[gb + 2 * hid + j] + r * ghn);
+            double d = dh[sb + j];
+            double dz = d * (hp[sb + j] - n) * z * (1 - z);
+            double dn = d * (1 - z) * (1 - n * n);
+            double dr = dn * ghn * r * (1 - r);
+            dgi[gb + j] = (float) dr;
+            dgh[gb + j] = (float) dr;
+            dgi[gb + hid + j] = (float) dz;
+            dgh[gb + hid + j] = (float) dz;
+            dgi[gb + 2 * hid + j] = (float) dn;
+            dgh[gb + 2 * hid + j] = (float) (dn * r);
+            dhp[sb + j] = (float) (d * z);
+        }
+    }
+
+    @Override
+    public void tanh(float[] a, float[] o, int i0, int n) {
+        tanhRange(a, o, i0, n);
+    }
+
+    static void tanhRange(float[] a, float[] o, int i0, int n) {
+        for (int i = i0; i < n; i++) {
+            o[i] = (float) tanh(a[i]);
+        }
+    }
+
+    @Override
+    public void sigmoid(float[] a, float[] o, int i0, int n) {
+        sigmoidRange(a, o, i0, n);
+    }
+
+    static void sigmoidRange(float[] a, float[] o, int i0, int n) {
+        for (int i = i0; i < n; i++) {
+            o[i] = (float) sigmoid(a[i]);
+        }
+    }
+
+    @Override
+    public void exp(float[] a, float[] o, int i0, int n) {
+        expRange(a, o, i0, n);
+    }
+
+    static void expRange(float[] a, float[] o, int i0, int n) {
+        for (int i = i0; i < n; i++) {
+            o[i] = (float) Math.exp(a[i]);
+        }
+    }
+}

@@ -1,0 +1,136 @@
+package dev.cellar.kernels.cpu;
+
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.VectorOperators;
+import jdk.incubator.vector.VectorSpecies;
+
+/**
+ * {@link Pointwise} with the Vector API's TANH and EXP (SVML-backed on x86): a lane-wide tanh costs about 0.5 ns per
+ * element here against 13-55 ns for the scalar forms. Rows are processed a vector at a time; a tail shorter than a
+ * vector takes {@link ScalarPointwise}. Only loaded when jdk.incubator.vector is in the boot layer.
+ */
+final class VectorPointwise implements Pointwise {
+    private static final VectorSpecies<Float> S = FloatVector.SPECIES_PREFERRED;
+    private static final int L = S.length();
+
+    /** 1 / (1 + e^-x); e^-x overflows to +inf for very negative x, which gives the right limit 0. */
+    private static FloatVector sig(FloatVector x) {
+        FloatVector one = FloatVector.broadcast(S, 1f);
+        return one.div(x.neg().lanewise(VectorOperators.EXP).add(one));
+    }
+
+    private static FloatVector tanh(FloatVector x) {
+        return x.lanewise(VectorOperators.TANH);
+    }
+
+    @Override
+    public void lstmForward(float[] g, float[] cp, float[] h, float[] c, int hid, int b0, int b1) {
+        int jv = hid - hid % L;
+        for (int b = b0; b < b1; b++) {
+            int gb = b * 4 * hid, sb = b * hid;
+            for (int j = 0; j < jv; j += L) {
+                FloatVector i = sig(FloatVector.fromArray(S, g, gb + j));
+                FloatVector f = sig(FloatVector.fromArray(S, g, gb + hid + j));
+                FloatVector gg = tanh(FloatVector.fromArray(S, g, gb + 2 * hid + j));
+                FloatVector o = sig(FloatVector.fromArray(S, g, gb + 3 * hid + j));
+                FloatVector cn = f.fma(FloatVector.fromArray(S, cp, sb + j), i.mul(gg));
+                cn.intoArray(c, sb + j);
+                o.mul(tanh(cn)).intoArray(h, sb + j);
+            }
+            ScalarPointwise.lstmForward(g, cp, h, c, hid, b, jv, hid);
+        }
+    }
+
+    @Override
+    public void lstmBackward(float[] g, float[] cp, float[] c, float[] dh, float[] dc, float[] dg, float[] dcp, int hid, int b0, int b1) {
+        int jv = hid - hid % L;
+        FloatVector one = FloatVector.broadcast(S, 1f);
+        for (int b = b0; b < b1; b++) {
+            int gb = b * 4 * hid, sb = b * hid;
+            for (int j = 0; j < jv; j += L) {
+                FloatVector i = sig(FloatVector.fromArray(S, g, gb + j));
+                FloatVector f = sig(FloatVector.fromArray(S, g, gb + hid + j));
+                FloatVector gg = tanh(FloatVector.fromArray(S, g, gb + 2 * hid + j));
+                FloatVector o = sig(FloatVector.fromArray(S, g, gb + 3 * hid + j));
+                FloatVector tc = tanh(FloatVector.fromArray(S, c, sb + j));
+                FloatVector dhj = FloatVector.fromArray(S, dh, sb + j);
+                FloatVector dct = dhj.mul(o).mul(one.sub(tc.mul(tc))).add(FloatVector.fromArray(S, dc, sb + j));
+                dct.mul(gg).mul(i).mul(one.sub(i)).intoArray(dg, gb + j);
+                dct.mul(FloatVector.fromArray(S, cp, sb + j)).mul(f).mul(one.sub(f)).intoArray(dg, gb + hid + j);
+                dct.mul(i).mul(one.sub(gg.mul(gg))).intoArray(dg, gb + 2 * hid + j);
+                dhj.mul(tc).mul(o).mul(one.sub(o)).intoArray(dg, gb + 3 * hid + j);
+                dct.mul(f).intoArray(dcp, sb + j);
+            }
+            ScalarPointwise.lstmBackward(g, cp, c, dh, dc, dg, dcp, hid, b, jv, hid);
+        }
+    }
+
+    @Override
+    public void gruForward(float[] gi, float[] gh, float[] hp, float[] h, int hid, int b0, int b1) {
+        int jv = hid - hid % L;
+        for (int b = b0; b < b1; b++) {
+            int gb = b * 3 * hid, sb = b * hid;
+            for (int j = 0; j < jv; j += L) {
+                FloatVector r = sig(FloatVector.fromArray(S, gi, gb + j).add(FloatVector.fromArray(S, gh, gb + j)));
+                FloatVector z = sig(FloatVector.fromArray(S, gi, gb + hid + j).add(FloatVector.fromArray(S, gh, gb + hid + j)));
+                FloatVector n = tanh(r.fma(FloatVector.fromArray(S, gh, gb + 2 * hid + j), FloatVector.fromArray(S, gi, gb + 2 * hid + j)));
+                z.fma(FloatVector.fromArray(S, hp, sb + j).sub(n), n).intoArray(h, sb + j);
+            }
+            ScalarPointwise.gruForward(gi, gh, hp, h, hid, b, jv, hid);
+        }
+    }
+
+    @Override
+    public void gruBackward(float[] gi, float[] gh, float[] hp, float[] dh, float[] dgi, float[] dgh, float[] dhp, int hid, int b0, int b1) {
+        int jv = hid - hid % L;
+        FloatVector one = FloatVector.broadcast(S, 1f);
+        for (int b = b0; b < b1; b++) {
+            int gb = b * 3 * hid, sb = b * hid;
+            for (int j = 0; j < jv; j += L) {
+                FloatVector r = sig(FloatVector.fromArray(S, gi, gb + j).add(FloatVector.fromArray(S, gh, gb + j)));
+                FloatVector z = sig(FloatVector.fromArray(S, gi, gb + hid + j).add(FloatVector.fromArray(S, gh, gb + hid + j)));
+                FloatVector ghn = FloatVector.fromArray(S, gh, gb + 2 * hid + j);
+                FloatVector n = tanh(r.fma(ghn, FloatVector.fromArray(S, gi, gb + 2 * hid + j)));
+                FloatVector d = FloatVector.fromArray(S, dh, sb + j);
+                FloatVector dz = d.mul(FloatVector.fromArray(S, hp, sb + j).sub(n)).mul(z).mul(one.sub(z));
+                FloatVector dn = d.mul(one.sub(z)).mul(one.sub(n.mul(n)));
+                FloatVector dr = dn.mul(ghn).mul(r).mul(one.sub(r));
+                dr.intoArray(dgi, gb + j);
+                dr.intoArray(dgh, gb + j);
+                dz.intoArray(dgi, gb + hid + j);
+                dz.intoArray(dgh, gb + hid + j);
+                dn.intoArray(dgi, gb + 2 * hid + j);
+                dn.mul(r).intoArray(dgh, gb + 2 * hid + j);
+                d.mul(z).intoArray(dhp, sb + j);
+            }
+            ScalarPointwise.gruBackward(gi, gh, hp, dh, dgi, dgh, dhp, hid, b, jv, hid);
+        }
+    }
+
+    @Override
+    public void tanh(float[] a, float[] o, int i0, int n) {
+        int iv = n - (n - i0) % L;
+        for (int i = i0; i < iv; i += L) {
+            tanh(FloatVector.fromArray(S, a, i)).intoArray(o, i);
+        }
+        ScalarPointwise.tanhRange(a, o, iv, n);
+    }
+
+    @Override
+    public void sigmoid(float[] a, float[] o, int i0, int n) {
+        int iv = n - (n - i0) % L;
+        for (int i = i0; i < iv; i += L) {
+            sig(FloatVector.fromArray(S, a, i)).intoArray(o, i);
+        }
+        ScalarPointwise.sigmoidRange(a, o, iv, n);
+    }
+
+    @Override
+    public void exp(float[] a, float[] o, int i0, int n) {
+        int iv = n - (n - i0) % L;
+        for (int i = i0; i < iv; i += L) {
+            FloatVector.fromArray(S, a, i).lanewise(VectorOperators.EXP).intoArray(o, i);
+        }
+        ScalarPointwise.expRange(a, o, iv, n);
+    }
+}
