@@ -19,7 +19,7 @@ import java.util.Arrays;
 @Command(name = "cellar", mixinStandardHelpOptions = true, version = "cellar 0.1.0",
         description = "Neural sequence models in Java: train, evaluate and sample RNN, LSTM, GRU and Transformer language models.",
         subcommands = {GenerateCommand.class, TrainCommand.class, EvalCommand.class, CellsCommand.class, DoctorCommand.class,
-                BenchCommand.class, ExportCommand.class, CommandLine.HelpCommand.class},
+                BenchCommand.class, ExportCommand.class, CompareCommand.class, ProbeCommand.class, CommandLine.HelpCommand.class},
         footer = {"", "Exit codes: 0 ok, 2 usage error, 1 any other failure. Add --verbose for logs and stack traces."})
 public final class Main implements Runnable {
     @Option(names = "--verbose", scope = CommandLine.ScopeType.INHERIT, description = "debug logs and stack traces")

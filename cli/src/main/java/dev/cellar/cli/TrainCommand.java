@@ -122,7 +122,7 @@ final class TrainCommand implements Callable<Integer> {
         }
     }
 
-    private static void positive(String flag, int v) {
+    static void positive(String flag, int v) {
         if (v <= 0) {
             throw new UsageException(flag + " " + v + " must be positive");
         }
@@ -228,9 +228,9 @@ final class TrainCommand implements Callable<Integer> {
     }
 
     /** What a run writes into its directory (and {@code --force} deletes before a fresh run). */
-    private static final List<String> RUN_FILES = List.of("last.safetensors", "best.safetensors", "metrics.jsonl");
+    static final List<String> RUN_FILES = List.of("last.safetensors", "best.safetensors", "metrics.jsonl");
 
-    private static boolean holdsRun(Path dir) throws java.io.IOException {
+    static boolean holdsRun(Path dir) throws java.io.IOException {
         if (!Files.isDirectory(dir)) {
             return false;
         }

@@ -83,22 +83,45 @@ public final class LanguageModel {
     public record Output(Tensor logits, List<State> state) {
     }
 
+    /** The top layer's features and the states after a window. */
+    public record Features(Tensor out, List<State> state) {
+    }
+
     /** ids (B, T) I32 -> logits (B, T, V). */
     public Output forward(Ops ops, Tensor ids, List<State> state) {
-        Tensor x = ops.embedding(embed, ids);                     // (B, T, H)
+        Features top = encode(ops, embed(ops, ids), state);
+        return new Output(head(ops, top.out()), top.state());
+    }
+
+    /** ids (B, T) I32 -> embedding vectors (B, T, H): the input of {@link #encode}. */
+    public Tensor embed(Ops ops, Tensor ids) {
+        return ops.embedding(embed, ids);                         // (B, T, H)
+    }
+
+    /**
+     * Embedding vectors (B, T, H) -> the top layer's features (B, T, H') and the states after the window. With
+     * {@link #embed} and {@link #head} this is {@link #forward}; the memory-span probe takes gradients with respect to
+     * the embedding vectors through it.
+     */
+    public Features encode(Ops ops, Tensor x, List<State> state) {
         List<State> next = new ArrayList<>(layers.size());
         for (int i = 0; i < layers.size(); i++) {
             if (config.dropout() > 0) {
                 x = ops.dropout(x, config.dropout());
             }
-            Step st = layers.get(i).sequence(ops, x, state.get(i)); // (B, T, H)
+            Step st = layers.get(i).sequence(ops, x, state.get(i)); // (B, T, H')
             x = st.out();
             next.add(st.next());
         }
         if (config.dropout() > 0) {
             x = ops.dropout(x, config.dropout());
         }
-        return new Output(ops.linear(x, headW, headB), next);     // (B, T, V)
+        return new Features(x, next);
+    }
+
+    /** Top-layer features (..., H') -> logits (..., V). */
+    public Tensor head(Ops ops, Tensor features) {
+        return ops.linear(features, headW, headB);
     }
 
     /** One token per row: ids (B) I32 -> logits (B, V), reusing the cells' state (and KV caches). */
