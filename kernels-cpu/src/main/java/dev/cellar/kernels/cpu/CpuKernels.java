@@ -84,14 +84,69 @@ final class CpuKernels extends ReferenceKernels {
             }
             return;
         }
-        // A (i, q) in place: row-major (m, k), or stored (k, m) when transposed
-        int ars = s.transA() ? 1 : k, acs = s.transA() ? m : 1;
+        // A (i, q) in place: row-major (m, k), or stored (k, m) when transposed. A transposed A is copied to row-major
+        // first when it feeds enough columns: the kernels' 8 row streams then run along contiguous memory (a weight
+        // gradient X^T dY: 256x6400x1024 went from about 50 to the row-major path's speed).
+        boolean copyA = s.transA() && n >= 64 && k >= 256 && m >= 8;
+        int ars = s.transA() && !copyA ? 1 : k, acs = s.transA() && !copyA ? m : 1;
+        long perBatch = (long) m * n * k;
+        if (s.batch() > 1 && perBatch < PARALLEL_FMAS * 8 && threads > 1) {
+            // many small products (attention): whole products per thread, no per-product fork/join
+            float[] shared = s.strideB() == 0 ? packed(sb, 0, k, n, s.transB(), true, null) : null;
+            rows(s.batch(), perBatch * s.batch(), (p0, p1) -> {
+                float[] bp = shared;
+                float[] at = copyA ? new float[m * k] : null;
+                for (int p = p0; p < p1; p++) {
+                    if (shared == null) {
+                        bp = gemm.pack(fb, p * s.strideB(), k, n, s.transB(), bp);
+                    }
+                    float[] ap = fa;
+                    int aOff = p * s.strideA();
+                    if (copyA) {
+                        transpose(fa, aOff, k, m, at);
+                        ap = at;
+                        aOff = 0;
+                    }
+                    gemm.panels(ap, aOff, ars, acs, bp, fc, p * m * n, m, n, k, 0, (n + gemm.panel() - 1) / gemm.panel(),
+                            s.accumulate());
+                }
+            });
+            return;
+        }
         float[] bp = null;
-        for (int p = 0; p < s.batch(); p++) {
-            if (p == 0 || s.strideB() != 0) {
-                bp = packed(sb, p * s.strideB(), k, n, s.transB(), s.strideB() == 0 || s.batch() == 1, bp);
+        float[] at = copyA ? buffers.take(m * k, false) : null;
+        try {
+            for (int p = 0; p < s.batch(); p++) {
+                if (p == 0 || s.strideB() != 0) {
+                    bp = packed(sb, p * s.strideB(), k, n, s.transB(), s.strideB() == 0 || s.batch() == 1, bp);
+                }
+                if (copyA) {
+                    transpose(fa, p * s.strideA(), k, m, at);
+                    run(at, 0, ars, acs, bp, fc, p * m * n, m, n, k, s.accumulate());
+                } else {
+                    run(fa, p * s.strideA(), ars, acs, bp, fc, p * m * n, m, n, k, s.accumulate());
+                }
             }
-            run(fa, p * s.strideA(), ars, acs, bp, fc, p * m * n, m, n, k, s.accumulate());
+        } finally {
+            if (at != null) {
+                buffers.give(at);
+            }
+        }
+    }
+
+    /** dst (cols, rows) = src (rows, cols) from {@code off}, in 32 x 32 blocks. */
+    static void transpose(float[] src, int off, int rows, int cols, float[] dst) {
+        for (int r0 = 0; r0 < rows; r0 += 32) {
+            int r1 = Math.min(rows, r0 + 32);
+            for (int c0 = 0; c0 < cols; c0 += 32) {
+                int c1 = Math.min(cols, c0 + 32);
+                for (int r = r0; r < r1; r++) {
+                    int so = off + r * cols;
+                    for (int c = c0; c < c1; c++) {
+                        dst[c * rows + r] = src[so + c];
+                    }
+                }
+            }
         }
     }
 
@@ -192,58 +247,68 @@ final class CpuKernels extends ReferenceKernels {
         int[] dims = shape.dims();
         int inner = r == 0 ? 1 : dims[r - 1];
         int sa = r == 0 ? 0 : as[r - 1], sb = r == 0 ? 0 : bs[r - 1];
-        int[] idx = new int[Math.max(0, r - 1)];
-        for (int o = 0; o < n; o += inner) {
-            int ia = 0, ib = 0;
-            for (int d = 0; d < r - 1; d++) {
-                ia += idx[d] * as[d];
-                ib += idx[d] * bs[d];
+        rows(n / inner, n, (r0, r1) -> {
+            // the index of row r0 over the leading dimensions, then counted up row by row
+            int[] idx = new int[Math.max(0, r - 1)];
+            for (int d = r - 2, rest = r0; d >= 0; d--) {
+                idx[d] = rest % dims[d];
+                rest /= dims[d];
             }
-            row(op, fa, ia, sa, fb, ib, sb, fo, o, inner);
-            for (int d = r - 2; d >= 0; d--) {
-                if (++idx[d] < dims[d]) {
-                    break;
+            for (int row = r0; row < r1; row++) {
+                int ia = 0, ib = 0;
+                for (int d = 0; d < r - 1; d++) {
+                    ia += idx[d] * as[d];
+                    ib += idx[d] * bs[d];
                 }
-                idx[d] = 0;
+                row(op, fa, ia, sa, fb, ib, sb, fo, row * inner, inner);
+                for (int d = r - 2; d >= 0; d--) {
+                    if (++idx[d] < dims[d]) {
+                        break;
+                    }
+                    idx[d] = 0;
+                }
             }
-        }
+        });
     }
 
-    /** One innermost row: out[o + j] = op(a[ia + j*sa], b[ib + j*sb]). */
+    /** One innermost row: out[o + j] = op(a[ia + j*sa], b[ib + j*sb]); contiguous and row-broadcast cases unrolled. */
     private static void row(Binary op, float[] a, int ia, int sa, float[] b, int ib, int sb, float[] out, int o, int len) {
+        if (op == Binary.ADD || op == Binary.SUB || op == Binary.MUL || op == Binary.DIV) {
+            if (sa == 1 && sb == 1) {
+                switch (op) {
+                    case ADD -> { for (int j = 0; j < len; j++) out[o + j] = a[ia + j] + b[ib + j]; }
+                    case SUB -> { for (int j = 0; j < len; j++) out[o + j] = a[ia + j] - b[ib + j]; }
+                    case MUL -> { for (int j = 0; j < len; j++) out[o + j] = a[ia + j] * b[ib + j]; }
+                    default -> { for (int j = 0; j < len; j++) out[o + j] = a[ia + j] / b[ib + j]; }
+                }
+                return;
+            }
+            if (sa == 1 && sb == 0) {
+                float y = b[ib];
+                switch (op) {
+                    case ADD -> { for (int j = 0; j < len; j++) out[o + j] = a[ia + j] + y; }
+                    case SUB -> { for (int j = 0; j < len; j++) out[o + j] = a[ia + j] - y; }
+                    case MUL -> { for (int j = 0; j < len; j++) out[o + j] = a[ia + j] * y; }
+                    default -> { for (int j = 0; j < len; j++) out[o + j] = a[ia + j] / y; }
+                }
+                return;
+            }
+            if (sa == 0 && sb == 1) {
+                float x = a[ia];
+                switch (op) {
+                    case ADD -> { for (int j = 0; j < len; j++) out[o + j] = x + b[ib + j]; }
+                    case SUB -> { for (int j = 0; j < len; j++) out[o + j] = x - b[ib + j]; }
+                    case MUL -> { for (int j = 0; j < len; j++) out[o + j] = x * b[ib + j]; }
+                    default -> { for (int j = 0; j < len; j++) out[o + j] = x / b[ib + j]; }
+                }
+                return;
+            }
+        }
         switch (op) {
-            case ADD -> {
-                if (sa == 1 && sb == 1) {
-                    for (int j = 0; j < len; j++) {
-                        out[o + j] = a[ia + j] + b[ib + j];
-                    }
-                } else {
-                    for (int j = 0; j < len; j++) {
-                        out[o + j] = a[ia + j * sa] + b[ib + j * sb];
-                    }
-                }
-            }
-            case SUB -> {
-                for (int j = 0; j < len; j++) {
-                    out[o + j] = a[ia + j * sa] - b[ib + j * sb];
-                }
-            }
-            case MUL -> {
-                if (sa == 1 && sb == 1) {
-                    for (int j = 0; j < len; j++) {
-                        out[o + j] = a[ia + j] * b[ib + j];
-                    }
-                } else {
-                    for (int j = 0; j < len; j++) {
-                        out[o + j] = a[ia + j * sa] * b[ib + j * sb];
-                    }
-                }
-            }
-            case DIV -> {
-                for (int j = 0; j < len; j++) {
-                    out[o + j] = a[ia + j * sa] / b[ib + j * sb];
-                }
-            }
+            case ADD -> { for (int j = 0; j < len; j++) out[o + j] = a[ia + j * sa] + b[ib + j * sb]; }
+            case SUB -> { for (int j = 0; j < len; j++) out[o + j] = a[ia + j * sa] - b[ib + j * sb]; }
+            case MUL -> { for (int j = 0; j < len; j++) out[o + j] = a[ia + j * sa] * b[ib + j * sb]; }
+            case DIV -> { for (int j = 0; j < len; j++) out[o + j] = a[ia + j * sa] / b[ib + j * sb]; }
             default -> {
                 for (int j = 0; j < len; j++) {
                     out[o + j] = (float) binary(op, a[ia + j * sa], b[ib + j * sb]);
@@ -260,24 +325,66 @@ final class CpuKernels extends ReferenceKernels {
         }
         float[] a = CpuStorage.of(x).f, o = CpuStorage.out(out).f;
         boolean sum = op == Reduce.SUM;
-        for (int p = 0; p < outer; p++) {
-            int ob = p * inner;
-            for (int i = 0; i < inner; i++) {
-                o[ob + i] = sum ? 0f : Float.NEGATIVE_INFINITY;
-            }
-            for (int l = 0; l < len; l++) {
-                int xb = (p * len + l) * inner;
-                if (sum) {
-                    for (int i = 0; i < inner; i++) {
-                        o[ob + i] += a[xb + i];
-                    }
-                } else {
-                    for (int i = 0; i < inner; i++) {
-                        o[ob + i] = Math.max(o[ob + i], a[xb + i]);
+        if (inner == 1) {
+            // along the last axis (softmax, layer norm): one row per output, four partial sums or maxima
+            rows(outer, (long) outer * len, (p0, p1) -> {
+                for (int p = p0; p < p1; p++) {
+                    int xb = p * len;
+                    o[p] = sum ? sumRow(a, xb, len) : maxRow(a, xb, len);
+                }
+            });
+            return;
+        }
+        rows(outer, (long) outer * len * inner, (p0, p1) -> {
+            for (int p = p0; p < p1; p++) {
+                int ob = p * inner;
+                for (int i = 0; i < inner; i++) {
+                    o[ob + i] = sum ? 0f : Float.NEGATIVE_INFINITY;
+                }
+                for (int l = 0; l < len; l++) {
+                    int xb = (p * len + l) * inner;
+                    if (sum) {
+                        for (int i = 0; i < inner; i++) {
+                            o[ob + i] += a[xb + i];
+                        }
+                    } else {
+                        for (int i = 0; i < inner; i++) {
+                            o[ob + i] = Math.max(o[ob + i], a[xb + i]);
+                        }
                     }
                 }
             }
+        });
+    }
+
+    private static float sumRow(float[] a, int off, int len) {
+        float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+        int l = 0;
+        for (; l + 4 <= len; l += 4) {
+            s0 += a[off + l];
+            s1 += a[off + l + 1];
+            s2 += a[off + l + 2];
+            s3 += a[off + l + 3];
         }
+        for (; l < len; l++) {
+            s0 += a[off + l];
+        }
+        return (s0 + s1) + (s2 + s3);
+    }
+
+    private static float maxRow(float[] a, int off, int len) {
+        float m0 = Float.NEGATIVE_INFINITY, m1 = m0, m2 = m0, m3 = m0;
+        int l = 0;
+        for (; l + 4 <= len; l += 4) {
+            m0 = Math.max(m0, a[off + l]);
+            m1 = Math.max(m1, a[off + l + 1]);
+            m2 = Math.max(m2, a[off + l + 2]);
+            m3 = Math.max(m3, a[off + l + 3]);
+        }
+        for (; l < len; l++) {
+            m0 = Math.max(m0, a[off + l]);
+        }
+        return Math.max(Math.max(m0, m1), Math.max(m2, m3));
     }
 
     @Override

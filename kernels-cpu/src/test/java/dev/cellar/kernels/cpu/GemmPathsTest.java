@@ -59,12 +59,31 @@ class GemmPathsTest {
         }
     }
 
+    /** Batched products (attention): split over threads by product, shared or per-product B, A copied when transposed. */
+    @ParameterizedTest(name = "vector={0}")
+    @ValueSource(booleans = {true, false})
+    void batchedProductsMatchTheReference(boolean vector) {
+        Kernels k = fast(vector);
+        Random r = new Random(11);
+        int[][] sizes = {{100, 100, 64}, {9, 70, 13}, {33, 64, 100}, {100, 64, 100}, {20, 64, 256}};
+        for (int[] mnk : sizes) {
+            int m = mnk[0], n = mnk[1], kk = mnk[2], batch = 6;
+            for (int t = 0; t < 16; t++) {
+                boolean ta = (t & 1) != 0, tb = (t & 2) != 0, acc = (t & 4) != 0, sharedB = (t & 8) != 0;
+                MatmulSpec s = new MatmulSpec(batch, m, n, kk, ta, tb, m * kk, sharedB ? 0 : kk * n, acc);
+                float[] a = random(r, batch * m * kk), b = random(r, (sharedB ? 1 : batch) * kk * n), c = random(r, batch * m * n);
+                assertClose(mm(REF, s, a, b, c, null), mm(k, s, a, b, c, null), kk, "batch " + batch + " of " + m + "x" + n + "x"
+                        + kk + " transA=" + ta + " transB=" + tb + " acc=" + acc + " sharedB=" + sharedB);
+            }
+        }
+    }
+
     @ParameterizedTest(name = "vector={0}")
     @ValueSource(booleans = {true, false})
     void transposesAndOddSizesMatchTheReference(boolean vector) {
         Kernels k = fast(vector);
         Random r = new Random(7);
-        int[][] sizes = {{1, 1, 1}, {5, 7, 3}, {64, 256, 1024}, {33, 65, 129}, {4, 1, 40}, {129, 3, 17}};
+        int[][] sizes = {{1, 1, 1}, {5, 7, 3}, {64, 256, 1024}, {33, 65, 129}, {4, 1, 40}, {129, 3, 17}, {256, 96, 300}, {40, 70, 260}};
         for (int[] mnk : sizes) {
             int m = mnk[0], n = mnk[1], kk = mnk[2];
             for (int t = 0; t < 8; t++) {
