@@ -7,8 +7,8 @@ import java.util.Map;
 
 /**
  * Closed F32 buffers kept for reuse by size, so a training loop that closes its intermediates (one tape per step)
- * allocates almost nothing in steady state. Bounded: past {@code maxFloats} pooled floats, closed buffers go to
- * the garbage collector.
+ * allocates almost nothing in steady state. Bounded: past {@code maxFloats} pooled floats (at most a quarter of the
+ * heap), closed buffers go to the garbage collector, and the pool empties itself when the heap runs out.
  */
 final class FloatPool {
     private final Map<Integer, ArrayDeque<float[]>> free = new HashMap<>();
@@ -16,7 +16,7 @@ final class FloatPool {
     private long pooled;
 
     FloatPool(long maxFloats) {
-        this.maxFloats = maxFloats;
+        this.maxFloats = Math.min(maxFloats, Runtime.getRuntime().maxMemory() / 4 / Float.BYTES);
     }
 
     /** An array of {@code size}, reused when one is free; zero-filled when {@code zero}, else holding old values. */
@@ -24,7 +24,14 @@ final class FloatPool {
         ArrayDeque<float[]> q = free.get(size);
         float[] a = q == null ? null : q.poll();
         if (a == null) {
-            return new float[size];
+            try {
+                return new float[size];
+            } catch (OutOfMemoryError e) {
+                // pooled buffers are only a cache: give them to the collector before giving up
+                free.clear();
+                pooled = 0;
+                return new float[size];
+            }
         }
         pooled -= size;
         if (zero) {
