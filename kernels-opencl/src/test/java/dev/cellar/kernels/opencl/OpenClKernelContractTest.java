@@ -41,6 +41,6 @@ class OpenClKernelContractTest extends KernelContractTest {
 
     @Override
     protected Set<String> expectedFused() {
-        return Set.of("lstm_step", "gru_step", "softmax", "layer_norm");
+        return Set.of("lstm_step", "lstm_step_backward", "gru_step", "gru_step_backward", "softmax", "layer_norm");
     }
 }

@@ -549,6 +549,8 @@ public final class ClKernels implements Kernels, AutoCloseable {
         return switch (name) {
             case "lstm_step" -> Optional.of((in, out, dims) -> fusedLstm(in, out, dims));
             case "gru_step" -> Optional.of((in, out, dims) -> fusedGru(in, out, dims));
+            case "lstm_step_backward" -> Optional.of((in, out, dims) -> fusedLstmBackward(in, out, dims));
+            case "gru_step_backward" -> Optional.of((in, out, dims) -> fusedGruBackward(in, out, dims));
             case "softmax" -> Optional.of((in, out, dims) -> fusedSoftmax(in, out, dims));
             case "layer_norm" -> Optional.of((in, out, dims) -> fusedLayerNorm(in, out, dims));
             default -> Optional.empty();
@@ -580,6 +582,46 @@ public final class ClKernels implements Kernels, AutoCloseable {
         if (b * h > 0) {
             run(kernel(t, "lstm_step"), new long[]{(long) b * h}, of(in[0]).mem(), of(in[1]).mem(), of(out[0]).mem(),
                     of(out[1]).mem(), b, h);
+        }
+    }
+
+    private synchronized void fusedLstmBackward(Storage[] in, Storage[] out, int[] dims) {
+        String name = "lstm_step_backward";
+        expect(name, in, 5, out, 2, dims, 2);
+        int b = dims[0];
+        int h = dims[1];
+        long bh = (long) b * h;
+        size(name, "gates (B, 4H)", in[0], 4 * bh);
+        size(name, "c_prev (B, H)", in[1], bh);
+        size(name, "c (B, H)", in[2], bh);
+        size(name, "dh (B, H)", in[3], bh);
+        size(name, "dc (B, H)", in[4], bh);
+        size(name, "dgates (B, 4H)", out[0], 4 * bh);
+        size(name, "dc_prev (B, H)", out[1], bh);
+        DType t = floating(of(in[0]), of(in[1]), of(in[2]), of(in[3]), of(in[4]), of(out[0]), of(out[1]));
+        if (bh > 0) {
+            run(kernel(t, name), new long[]{bh}, of(in[0]).mem(), of(in[1]).mem(), of(in[2]).mem(), of(in[3]).mem(),
+                    of(in[4]).mem(), of(out[0]).mem(), of(out[1]).mem(), b, h);
+        }
+    }
+
+    private synchronized void fusedGruBackward(Storage[] in, Storage[] out, int[] dims) {
+        String name = "gru_step_backward";
+        expect(name, in, 4, out, 3, dims, 2);
+        int b = dims[0];
+        int h = dims[1];
+        long bh = (long) b * h;
+        size(name, "gi (B, 3H)", in[0], 3 * bh);
+        size(name, "gh (B, 3H)", in[1], 3 * bh);
+        size(name, "h_prev (B, H)", in[2], bh);
+        size(name, "dh (B, H)", in[3], bh);
+        size(name, "dgi (B, 3H)", out[0], 3 * bh);
+        size(name, "dgh (B, 3H)", out[1], 3 * bh);
+        size(name, "dh_prev (B, H)", out[2], bh);
+        DType t = floating(of(in[0]), of(in[1]), of(in[2]), of(in[3]), of(out[0]), of(out[1]), of(out[2]));
+        if (bh > 0) {
+            run(kernel(t, name), new long[]{bh}, of(in[0]).mem(), of(in[1]).mem(), of(in[2]).mem(), of(in[3]).mem(),
+                    of(out[0]).mem(), of(out[1]).mem(), of(out[2]).mem(), b, h);
         }
     }
 

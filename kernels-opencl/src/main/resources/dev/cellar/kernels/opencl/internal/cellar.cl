@@ -275,6 +275,54 @@ __kernel void gru_step(__global const T* gi, __global const T* gh, __global cons
     h[k] = ((T) 1 - z) * n + z * hPrev[k];
 }
 
+// dgates (B, 4H), dc_prev (B, H) from gates, c_prev, c, dh, dc; activations recomputed from the pre-activations
+__kernel void lstm_step_backward(__global const T* gates, __global const T* cPrev, __global const T* c,
+                                 __global const T* dh, __global const T* dc, __global T* dg, __global T* dcPrev,
+                                 const int B, const int H) {
+    int k = get_global_id(0);
+    if (k >= B * H) return;
+    int b = k / H, j = k % H;
+    __global const T* g = gates + (long) b * 4 * H;
+    __global T* d = dg + (long) b * 4 * H;
+    T ig = sigmoid_t(g[j]);
+    T fg = sigmoid_t(g[H + j]);
+    T gg = tanh(g[2 * H + j]);
+    T og = sigmoid_t(g[3 * H + j]);
+    T tc = tanh(c[k]);
+    T dhk = dh[k];
+    T dct = dc[k] + dhk * og * ((T) 1 - tc * tc);
+    d[j] = dct * gg * ig * ((T) 1 - ig);
+    d[H + j] = dct * cPrev[k] * fg * ((T) 1 - fg);
+    d[2 * H + j] = dct * ig * ((T) 1 - gg * gg);
+    d[3 * H + j] = dhk * tc * og * ((T) 1 - og);
+    dcPrev[k] = dct * fg;
+}
+
+// dgi, dgh (B, 3H), dh_prev (B, H) from gi, gh, h_prev, dh
+__kernel void gru_step_backward(__global const T* gi, __global const T* gh, __global const T* hPrev,
+                                __global const T* dh, __global T* dgi, __global T* dgh, __global T* dhPrev,
+                                const int B, const int H) {
+    int k = get_global_id(0);
+    if (k >= B * H) return;
+    int b = k / H, j = k % H;
+    long o = (long) b * 3 * H;
+    T r = sigmoid_t(gi[o + j] + gh[o + j]);
+    T z = sigmoid_t(gi[o + H + j] + gh[o + H + j]);
+    T ghn = gh[o + 2 * H + j];
+    T n = tanh(gi[o + 2 * H + j] + r * ghn);
+    T d = dh[k];
+    T dz = d * (hPrev[k] - n) * z * ((T) 1 - z);
+    T dn = d * ((T) 1 - z) * ((T) 1 - n * n);
+    T dr = dn * ghn * r * ((T) 1 - r);
+    dgi[o + j] = dr;
+    dgh[o + j] = dr;
+    dgi[o + H + j] = dz;
+    dgh[o + H + j] = dz;
+    dgi[o + 2 * H + j] = dn;
+    dgh[o + 2 * H + j] = dn * r;
+    dhPrev[k] = d * z;
+}
+
 /** One work-item per row. */
 __kernel void softmax(__global const T* x, __global T* y, const int rows, const int cols) {
     int r = get_global_id(0);
