@@ -28,8 +28,9 @@ import java.util.concurrent.TimeUnit;
  * it; {@code :nt} reads B stored (N, K) transposed, {@code :tn} A stored (K, M). The sizes are the 2x256 LSTM's at
  * batch 64, window 100 (one time step, the input projection of a window, the backward of both, the weight gradient)
  * and 1024^3. The score is multiplications per second; the secondary score {@code gflops} is GFLOP/s, 2*M*K*N flops
- * per multiplication. As in {@code cellar bench --gemm} the operands are the same buffers every time, so {@code cpu}
- * packs B once and reuses the pack, as it does for a weight matrix.
+ * per multiplication. As in {@code cellar bench --gemm} the JIT is warmed on 256^3 first and the operands are the
+ * same buffers every time, so {@code cpu} packs B once and reuses the pack, as it does for a weight matrix (a
+ * weight gradient's B changes every step in training: this overstates that case a little).
  */
 @BenchmarkMode(Mode.Throughput)
 @OutputTimeUnit(TimeUnit.SECONDS)
@@ -73,6 +74,23 @@ public class GemmBench {
         a = Cpu.gaussian(k, spec.m() * spec.k(), r);
         b = Cpu.gaussian(k, spec.k() * spec.n(), r);
         c = k.empty(DType.F32, spec.m() * spec.n());
+        jitWarmUp(r);
+    }
+
+    /**
+     * Runs 256x256x256 for 3 s first, as {@code cellar bench --gemm} does. Without it a fork whose first product is
+     * 256x6400x1024:tn stayed about 10x slower through 4 s of JMH warm-up (1.9 against 17.8 products/s, same machine,
+     * same minute): the JIT compiles the kernels differently when their first hot loop is that one.
+     */
+    private void jitWarmUp(SplittableRandom r) {
+        MatmulSpec small = MatmulSpec.of(256, 256, 256);
+        try (Storage x = Cpu.gaussian(k, 256 * 256, r); Storage y = Cpu.gaussian(k, 256 * 256, r);
+             Storage z = k.empty(DType.F32, 256 * 256)) {
+            long t0 = System.nanoTime();
+            while (System.nanoTime() - t0 < 3_000_000_000L) {
+                k.matmul(small, x, y, z);
+            }
+        }
     }
 
     @Benchmark
