@@ -1,0 +1,140 @@
+package dev.cellar.benchmarks;
+
+import dev.cellar.api.DType;
+import dev.cellar.api.Shape;
+import dev.cellar.api.Tensor;
+import dev.cellar.api.spi.Backend;
+import dev.cellar.api.spi.CellProvider;
+import dev.cellar.api.spi.State;
+import dev.cellar.autodiff.Optimizer;
+import dev.cellar.autodiff.Optimizers;
+import dev.cellar.autodiff.Params;
+import dev.cellar.autodiff.Tape;
+import dev.cellar.text.CharTokenizer;
+import dev.cellar.text.LanguageModel;
+import dev.cellar.text.ModelConfig;
+import org.openjdk.jmh.annotations.AuxCounters;
+import org.openjdk.jmh.annotations.Benchmark;
+import org.openjdk.jmh.annotations.BenchmarkMode;
+import org.openjdk.jmh.annotations.Fork;
+import org.openjdk.jmh.annotations.Level;
+import org.openjdk.jmh.annotations.Measurement;
+import org.openjdk.jmh.annotations.Mode;
+import org.openjdk.jmh.annotations.OutputTimeUnit;
+import org.openjdk.jmh.annotations.Param;
+import org.openjdk.jmh.annotations.Scope;
+import org.openjdk.jmh.annotations.Setup;
+import org.openjdk.jmh.annotations.TearDown;
+import org.openjdk.jmh.annotations.Warmup;
+
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.ServiceLoader;
+import java.util.SplittableRandom;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * One training step of the language model {@code cellar bench} measures (the protocol of the PyTorch reference):
+ * embedding, 2 layers x 256 of {@code cell}, linear to a vocabulary of 65; forward over a batch of 64 windows of 100
+ * random tokens, cross-entropy, backward, Adam (lr 0.001), the state carried to the next step and detached. Score:
+ * steps per second; the secondary score {@code tokens} is training tokens per second (batch x window per step).
+ * {@code -p cell=gru} (or rnn, transformer) measures another cell.
+ */
+@BenchmarkMode(Mode.Throughput)
+@OutputTimeUnit(TimeUnit.SECONDS)
+@Warmup(iterations = 3, time = 5)
+@Measurement(iterations = 5, time = 5)
+@Fork(value = 1, jvmArgsAppend = {Cpu.ADD_VECTOR, "-XX:+UseParallelGC", "-Xss4m"})
+@org.openjdk.jmh.annotations.State(Scope.Benchmark)
+public class LstmStepBench {
+    private static final int VOCAB = 65;
+    private static final int BATCHES = 8;
+
+    @Param("lstm")
+    public String cell;
+
+    @Param("64")
+    public int batch;
+
+    @Param("100")
+    public int seq;
+
+    @Param("256")
+    public int hidden;
+
+    @Param("2")
+    public int layers;
+
+    /** cpu threads; 0 = all cores. */
+    @Param("0")
+    public int threads;
+
+    private Backend backend;
+    private LanguageModel model;
+    private Optimizer adam;
+    private List<State> state;
+    private int[][] inputs;
+    private int[][] targets;
+    private int next;
+
+    /** Training tokens, which JMH divides by the time like the score: tok/s. */
+    @AuxCounters(AuxCounters.Type.OPERATIONS)
+    @org.openjdk.jmh.annotations.State(Scope.Thread)
+    public static class Tokens {
+        public long tokens;
+
+        @Setup(Level.Iteration)
+        public void reset() {
+            tokens = 0;
+        }
+    }
+
+    @Setup(Level.Trial)
+    public void setUp() {
+        CellProvider provider = ServiceLoader.load(CellProvider.class).stream().map(ServiceLoader.Provider::get)
+                .filter(p -> p.id().equals(cell)).findFirst()
+                .orElseThrow(() -> new IllegalArgumentException("cell " + cell + ": not found; try lstm, gru, rnn or transformer"));
+        StringBuilder alphabet = new StringBuilder();
+        for (int i = 0; i < VOCAB; i++) {
+            alphabet.appendCodePoint(32 + i);
+        }
+        Map<String, String> opts = cell.equals("transformer") ? Map.of("context", Integer.toString(seq)) : Map.of();
+        backend = Cpu.open(threads);
+        model = new LanguageModel(new ModelConfig(cell, layers, hidden, opts, 0), CharTokenizer.fit(alphabet.toString()),
+                provider, Params.creator(backend, DType.F32, new SplittableRandom(1234)));
+        adam = Optimizers.adam(model.params(), 0.001);
+        SplittableRandom r = new SplittableRandom(1);
+        inputs = new int[BATCHES][];
+        targets = new int[BATCHES][];
+        for (int i = 0; i < BATCHES; i++) {
+            inputs[i] = r.ints((long) batch * seq, 0, VOCAB).toArray();
+            targets[i] = r.ints((long) batch * seq, 0, VOCAB).toArray();
+        }
+        System.out.printf("%s %dx%d, %,d params, batch %d x window %d%n", cell, layers, hidden, model.parameterCount(), batch, seq);
+    }
+
+    @Benchmark
+    public void trainStep(Tokens count) {
+        int i = next++ % BATCHES;
+        try (Tape t = Tape.on(backend)) {
+            LanguageModel.Output o = model.forward(t, t.ids(inputs[i], Shape.of(batch, seq)),
+                    state == null ? model.initialState(t, batch) : state);
+            Tensor loss = t.crossEntropy(o.logits(), t.ids(targets[i], Shape.of(batch, seq)));
+            t.backward(loss);
+            adam.step();
+            adam.zeroGrad();
+            List<State> carried = new ArrayList<>();
+            for (State s : o.state()) {
+                carried.add(new State(s.tensors().stream().map(x -> t.keep(t.detach(x))).toList()));
+            }
+            state = carried;
+        }
+        count.tokens += (long) batch * seq;
+    }
+
+    @TearDown(Level.Trial)
+    public void tearDown() {
+        backend.close();
+    }
+}
