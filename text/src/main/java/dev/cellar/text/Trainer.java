@@ -169,8 +169,13 @@ public final class Trainer {
                 tokens += (long) b * t;
                 lastLoss = loss;
                 listener.onStep(step, epoch, loss, b * t / dt);
-                metrics.write(JSON.writeValueAsString(Map.of("step", step, "epoch", epoch, "loss", loss,
-                        "tok_s", b * t / dt, "train_s", trainSeconds)) + "\n");
+                Map<String, Object> line = new LinkedHashMap<>(); // keys in a fixed order, for people and diffs
+                line.put("step", step);
+                line.put("epoch", epoch);
+                line.put("loss", loss);
+                line.put("tok_s", b * t / dt);
+                line.put("train_s", trainSeconds);
+                metrics.write(JSON.writeValueAsString(line) + "\n");
                 progress = new Checkpoints.Progress(step, epoch, batcher.position(), tokens, trainSeconds, config.seed(), best,
                         Map.of());
                 if (config.evalEvery() > 0 && step % config.evalEvery() == 0 && val.length > t + 1) {
