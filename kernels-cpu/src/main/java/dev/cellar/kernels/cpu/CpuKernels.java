@@ -173,7 +173,9 @@ final class CpuKernels extends ReferenceKernels {
     private void run(float[] a, int aOff, int ars, int acs, float[] bp, float[] c, int cOff, int m, int n, int k,
                      boolean acc) {
         int panels = (n + gemm.panel() - 1) / gemm.panel();
-        int tasks = (long) m * n * k < PARALLEL_FMAS ? 1 : Math.min(threads, panels);
+        // a handoff to the pool costs tens of microseconds here: a few rows (batch-1 generation) stay on this thread
+        long fmas = (long) m * n * k;
+        int tasks = fmas < PARALLEL_FMAS || (m < 8 && fmas < 32 * PARALLEL_FMAS) ? 1 : Math.min(threads, panels);
         if (tasks <= 1) {
             gemm.panels(a, aOff, ars, acs, bp, c, cOff, m, n, k, 0, panels, acc);
             return;
