@@ -29,7 +29,8 @@ import java.util.concurrent.TimeUnit;
                 "directory); then DIR/results.md (table, definitions, samples),",
                 "DIR/results.json and DIR/loss.png (validation loss against wall-clock time).",
                 "--epochs and --time-budget apply to each model. Ctrl-C stops the model in",
-                "training and reports the models trained so far."})
+                "training with a checkpoint and reports the models trained so far; --resume",
+                "continues the comparison where it stopped."})
 final class CompareCommand implements Callable<Integer> {
     static final List<String> OUTPUTS = List.of(CompareReport.MARKDOWN, CompareReport.JSON, CompareReport.PLOT);
 
@@ -41,6 +42,9 @@ final class CompareCommand implements Callable<Integer> {
     Path out;
     @Option(names = "--force", description = "replace the comparison already in --out")
     boolean force;
+    @Option(names = "--resume", description = "continue the comparison in --out: each model from its last checkpoint"
+            + " (finished ones are only validated and sampled again); give the same settings it was started with")
+    boolean resume;
     @Option(names = "--tokenizer", defaultValue = "char", description = "char, word or bpe")
     String tokenizer;
     @Option(names = "--vocab", defaultValue = "10000", description = "vocabulary size: cap for word, target for bpe")
@@ -67,6 +71,9 @@ final class CompareCommand implements Callable<Integer> {
     double valFraction;
     @Option(names = "--eval-every", defaultValue = "100", description = "validate every N steps (the points of the loss curves)")
     long evalEvery;
+    @Option(names = "--checkpoint-every", defaultValue = "200", description = "save DIR/<cell>/last.safetensors every N steps"
+            + " (what --resume continues from); 0 = only at the end")
+    long checkpointEvery;
     @Option(names = "--sample-length", defaultValue = "200", description = "tokens sampled from the prompt \"" + Comparison.PROMPT + "\"")
     int sampleLength;
     @Option(names = "--seed", defaultValue = "1", description = "initialisation, dropout and sampling seed, the same for every model")
@@ -102,8 +109,11 @@ final class CompareCommand implements Callable<Integer> {
         if (!(dropout >= 0 && dropout < 1)) {
             throw new UsageException("--dropout " + dropout + " must be in [0, 1)");
         }
-        if (clip < 0 || threads < 0 || evalEvery < 0) {
-            throw new UsageException("--clip, --threads and --eval-every must not be negative");
+        if (clip < 0 || threads < 0 || evalEvery < 0 || checkpointEvery < 0) {
+            throw new UsageException("--clip, --threads, --eval-every and --checkpoint-every must not be negative");
+        }
+        if (force && resume) {
+            throw new UsageException("--force starts the comparison over and --resume continues it; pass one of them");
         }
         if (!(valFraction > 0 && valFraction < 1)) {
             throw new UsageException("--val-fraction " + valFraction + " must be between 0 and 1");
@@ -121,8 +131,13 @@ final class CompareCommand implements Callable<Integer> {
         if (Files.exists(out) && !Files.isDirectory(out)) {
             throw new UsageException("--out " + out + " is a file; pass a directory");
         }
-        if (!force && holdsComparison()) {
-            throw new UsageException("--out " + out + " already holds a comparison; pass --force to replace it or choose another --out");
+        if (resume && cells.stream().noneMatch(c -> Files.exists(out.resolve(c).resolve("last.safetensors")))) {
+            throw new UsageException("--resume: --out " + out + " holds no checkpoint of " + String.join(", ", cells)
+                    + " to continue; check --out and --cells, or drop --resume to start the comparison");
+        }
+        if (!force && !resume && holdsComparison()) {
+            throw new UsageException("--out " + out + " already holds a comparison; pass --resume to continue it, --force to"
+                    + " replace it, or choose another --out");
         }
     }
 
@@ -160,8 +175,11 @@ final class CompareCommand implements Callable<Integer> {
             }
             Comparison cmp = new Comparison(services.cells(), be, tok, split[0], split[1]);
             Comparison.Settings settings = new Comparison.Settings(cells, layers, hidden, dropout, Map.of(),
-                    new Trainer.Config(batch, seq, lr, epochs, clip, budget, seed, evalEvery, 0, out), sampleLength, 0.8);
+                    new Trainer.Config(batch, seq, lr, epochs, clip, budget, seed, evalEvery, checkpointEvery, out), sampleLength, 0.8);
             List<LanguageModel> models = cmp.models(settings);
+            if (resume) {
+                cmp.checkResumable(settings, models);
+            }
             Files.createDirectories(out);
             if (force) { // a fresh comparison replaces the old one: no stale results, checkpoints or metrics
                 for (String f : OUTPUTS) {
@@ -171,6 +189,7 @@ final class CompareCommand implements Callable<Integer> {
                     for (String f : TrainCommand.RUN_FILES) {
                         Files.deleteIfExists(out.resolve(c).resolve(f));
                     }
+                    Files.deleteIfExists(out.resolve(c).resolve(Comparison.CURVE));
                 }
             }
             io.err().printf("comparing %s on %s: %,d train / %,d validation tokens, vocabulary %d (%s), backend %s%n",
@@ -191,8 +210,9 @@ final class CompareCommand implements Callable<Integer> {
 
                     @Override
                     public TrainListener begin(int index, int count, LanguageModel m, Path runDir) {
-                        io.err().printf("[%d/%d] %s %dx%d (%,d params) -> %s%n", index + 1, count, m.config().cell(),
-                                m.config().layers(), m.config().hidden(), m.parameterCount(), runDir);
+                        io.err().printf("[%d/%d] %s %dx%d (%,d params) -> %s%s%n", index + 1, count, m.config().cell(),
+                                m.config().layers(), m.config().hidden(), m.parameterCount(), runDir,
+                                resume && Files.exists(runDir.resolve("last.safetensors")) ? ", resuming from its last checkpoint" : "");
                         progress = new TrainCommand.Progress(io, epochs, (long) batch * seq, budget);
                         return progress;
                     }
@@ -205,7 +225,7 @@ final class CompareCommand implements Callable<Integer> {
                                 e.validation() == null ? "none" : String.format("%.4f nats/token", e.validation().natsPerToken()),
                                 e.summary().stoppedEarly() ? " (stopped early)" : "");
                     }
-                });
+                }, resume);
                 CompareReport report = new CompareReport(data, tok, split[0].length, split[1].length, cmp, settings, be.description(),
                         budget, entries);
                 report.write(out);
@@ -214,7 +234,8 @@ final class CompareCommand implements Callable<Integer> {
                         out.resolve(CompareReport.PLOT));
                 if (entries.size() < cells.size()) {
                     List<String> skipped = new ArrayList<>(cells.subList(entries.size(), cells.size()));
-                    io.out().println("stopped before training " + String.join(", ", skipped));
+                    io.out().println("stopped before training " + String.join(", ", skipped) + "; continue with the same"
+                            + " command and --resume");
                 }
                 io.out().flush();
             } finally {

@@ -176,6 +176,24 @@ class CompareCommandTest {
     }
 
     @Test
+    void resumeContinuesTheComparisonAndReportsEveryModel() throws IOException {
+        assertUsage(compare(data, out, "--cells", "rnn", "--resume"), "--resume", "holds no checkpoint of rnn", "drop --resume");
+        assertEquals(0, compare(data, out, "--cells", "rnn", "--epochs", "1").code());
+        long steps = JSON.readTree(out.resolve("results.json").toFile()).get("models").get(0).get("steps").asLong();
+        assertUsage(compare(data, out, "--cells", "rnn", "--resume", "--force"), "pass one of them");
+        assertFailure(compare(data, out, "--cells", "rnn", "--resume", "--hidden", "12"), "cannot resume", "rnn 1x8", "rnn 1x12");
+
+        Cli.Result r = compare(data, out, "--cells", "rnn,gru", "--epochs", "2", "--resume");
+        assertEquals(0, r.code(), r.err());
+        assertTrue(r.err().contains("rnn 1x8 (") && r.err().contains("resuming from its last checkpoint"), r.err());
+        JsonNode models = JSON.readTree(out.resolve("results.json").toFile()).get("models");
+        assertEquals(2, models.size(), "the resumed model and the new one are both reported");
+        assertEquals(2 * steps, models.get(0).get("steps").asLong(), "rnn trained its second epoch on top of the first");
+        assertEquals(2 * steps, models.get(1).get("steps").asLong());
+        assertTrue(Files.exists(out.resolve("rnn").resolve("curve.jsonl")));
+    }
+
+    @Test
     void badInputIsOneErrorLine() throws IOException {
         assertFailure(compare(dir.resolve("nope.txt"), out, "--cells", "rnn"), "--data", "nope.txt: file not found");
         assertUsage(compare(data, out, "--cells", "rnn", "--time-budget", "soon"), "--time-budget soon is not a duration");

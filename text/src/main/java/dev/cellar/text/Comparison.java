@@ -1,5 +1,7 @@
 package dev.cellar.text;
 
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.cellar.api.CellarException;
 import dev.cellar.api.DType;
 import dev.cellar.api.spi.Backend;
@@ -7,7 +9,12 @@ import dev.cellar.api.spi.CellProvider;
 import dev.cellar.api.spi.HyperParameter;
 import dev.cellar.autodiff.Params;
 
+import java.io.IOException;
+import java.io.Writer;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
 import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.LinkedHashMap;
@@ -20,9 +27,18 @@ import java.util.SplittableRandom;
  * token ids, split and seed with the same hyper-parameters, each into its own run directory {@code <out>/<cell>}.
  * Every model gets the whole training configuration, time budget included. Afterwards each is sampled from
  * {@link #PROMPT} and described by an {@link Entry}.
+ *
+ * <p>Each run directory also gets {@code curve.jsonl}: the validation points with their wall-clock time and a line
+ * per {@code last.safetensors} checkpoint. With {@code resume}, a model whose run directory holds a
+ * {@code last.safetensors} continues from it (weights, optimizer moments, data position, carried state, training
+ * time and wall-clock time so far), so a long comparison can be stopped and continued; a finished model is only
+ * validated and sampled again.
  */
 public final class Comparison {
     public static final String PROMPT = "To be or not to be";
+    /** The file in each run directory that keeps the loss curve with wall-clock times across resumes. */
+    public static final String CURVE = "curve.jsonl";
+    private static final ObjectMapper JSON = new ObjectMapper();
 
     private final Map<String, CellProvider> cells;
     private final Backend backend;
@@ -138,6 +154,14 @@ public final class Comparison {
 
     /** Trains the models of {@link #models} one after another; returns an entry for each model that ran. */
     public List<Entry> run(Settings s, List<LanguageModel> models, Listener listener) {
+        return run(s, models, listener, false);
+    }
+
+    /**
+     * As {@link #run(Settings, List, Listener)}; with resume, each model whose run directory holds a
+     * {@code last.safetensors} of the same configuration continues from it.
+     */
+    public List<Entry> run(Settings s, List<LanguageModel> models, Listener listener, boolean resume) {
         List<Entry> out = new ArrayList<>();
         double cpt = charsPerToken(), wpt = wordsPerToken();
         int windows = new Batcher(train, s.training().batch(), s.training().seq()).windowsPerEpoch();
@@ -148,13 +172,25 @@ public final class Comparison {
             Trainer.Config c = s.training();
             Trainer.Config cfg = new Trainer.Config(c.batch(), c.seq(), c.lr(), c.epochs(), c.clipNorm(), c.timeBudgetSeconds(),
                     c.seed(), c.evalEvery(), c.checkpointEvery(), dir);
-            Curve curve = new Curve(listener.begin(i, models.size(), m, dir), (long) c.batch() * c.seq());
+            Checkpoints.Loaded ck = resume ? resumable(dir, m) : null;
+            if (ck != null) {
+                m = ck.model();
+            }
+            Curve curve = new Curve(listener.begin(i, models.size(), m, dir), (long) c.batch() * c.seq(), dir, ck);
             Trainer trainer = new Trainer(cfg, m, backend, train, val, cpt, curve);
+            if (ck != null) {
+                trainer.resumeFrom(ck);
+            }
             current = trainer;
             if (stop) {
                 trainer.requestStop();
             }
-            Trainer.Summary sum = trainer.run();
+            Trainer.Summary sum;
+            try {
+                sum = trainer.run();
+            } finally {
+                curve.close();
+            }
             current = null;
             double wall = curve.elapsed();
             String sample = null, note = null;
@@ -178,21 +214,113 @@ public final class Comparison {
         return out;
     }
 
-    /** Passes events on and records each validation with the wall-clock time since the model started. */
-    private static final class Curve implements TrainListener {
+    /** Fails, before any training, when a run directory holds a checkpoint that resume could not continue. */
+    public void checkResumable(Settings s, List<LanguageModel> models) {
+        for (LanguageModel m : models) {
+            resumable(s.training().outDir().resolve(m.config().cell()), m);
+        }
+    }
+
+    private static String describe(ModelConfig c, Tokenizer t) {
+        return c.cell() + " " + c.layers() + "x" + c.hidden() + (c.cellOptions().isEmpty() ? "" : " " + c.cellOptions())
+                + " with a " + t.kind() + " vocabulary of " + t.vocabSize();
+    }
+
+    /**
+     * The checkpoint to continue {@code fresh}'s run from: {@code dir/last.safetensors}, or null when there is none.
+     * A checkpoint of another cell, shape or vocabulary is an error, so a resume never overwrites a different run.
+     */
+    private Checkpoints.Loaded resumable(Path dir, LanguageModel fresh) {
+        Path last = dir.resolve("last.safetensors");
+        if (!Files.exists(last)) {
+            return null;
+        }
+        Checkpoints.Loaded ck = Checkpoints.load(last, cells, backend, DType.F32);
+        ModelConfig want = fresh.config(), got = ck.model().config();
+        if (!want.equals(got) || ck.model().tokenizer().vocabSize() != tokenizer.vocabSize()
+                || !ck.model().tokenizer().kind().equals(tokenizer.kind())) {
+            throw new CellarException("cannot resume " + last + ": it holds " + describe(got, ck.model().tokenizer())
+                    + ", but this comparison asks for " + describe(want, tokenizer)
+                    + "; pass the settings it was started with, or --force to start over");
+        }
+        return ck;
+    }
+
+    /**
+     * Passes events on and records each validation with the wall-clock time since the model started, in memory and in
+     * {@link #CURVE}; resumed, it first reads back the points and the wall-clock time up to the checkpoint.
+     */
+    private static final class Curve implements TrainListener, AutoCloseable {
         private final TrainListener next;
         private final long start = System.nanoTime();
         private final List<Point> points = new ArrayList<>();
         private final long tokensPerStep;
+        private final Writer file;
         private double trainSeconds;
+        private double wallBefore;
+        private long step;
 
-        Curve(TrainListener next, long tokensPerStep) {
+        Curve(TrainListener next, long tokensPerStep, Path dir, Checkpoints.Loaded resumed) {
             this.next = next == null ? new TrainListener() { } : next;
             this.tokensPerStep = tokensPerStep;
+            Path path = dir.resolve(CURVE);
+            List<String> kept = new ArrayList<>();
+            try {
+                Files.createDirectories(dir);
+                if (resumed != null && Files.exists(path)) {
+                    Checkpoints.Progress p = resumed.progress();
+                    step = p.step();
+                    trainSeconds = p.trainSeconds();
+                    double lastWall = 0, lastTrain = 0;
+                    boolean exact = false;
+                    for (String line : Files.readAllLines(path, StandardCharsets.UTF_8)) {
+                        JsonNode n = line.isBlank() ? null : JSON.readTree(line);
+                        if (n == null || n.path("step").asLong(Long.MAX_VALUE) > p.step()) {
+                            continue; // past the checkpoint: those steps are trained again
+                        }
+                        kept.add(line);
+                        if (n.has("val_loss")) {
+                            points.add(new Point(n.get("step").asLong(), n.get("wall_s").asDouble(), n.get("train_s").asDouble(),
+                                    n.get("val_loss").asDouble()));
+                        }
+                        lastWall = n.get("wall_s").asDouble();
+                        lastTrain = n.path("train_s").asDouble(lastTrain);
+                        exact = n.has("checkpoint") && n.get("step").asLong() == p.step();
+                    }
+                    wallBefore = exact ? lastWall : lastWall + Math.max(0, p.trainSeconds() - lastTrain);
+                } else if (resumed != null) {
+                    step = resumed.progress().step();
+                    trainSeconds = resumed.progress().trainSeconds();
+                    wallBefore = trainSeconds; // no record of the validations' time: training time is the best estimate
+                }
+                Files.write(path, kept, StandardCharsets.UTF_8);
+                file = Files.newBufferedWriter(path, StandardCharsets.UTF_8, StandardOpenOption.APPEND);
+            } catch (IOException e) {
+                throw new CellarException("cannot write " + path + ": " + e.getMessage(), e);
+            }
         }
 
+        /** Wall-clock seconds of this model's training so far, across resumes. */
         double elapsed() {
-            return (System.nanoTime() - start) / 1e9;
+            return wallBefore + (System.nanoTime() - start) / 1e9;
+        }
+
+        private void record(Map<String, Object> line) {
+            try {
+                file.write(JSON.writeValueAsString(line) + "\n");
+                file.flush();
+            } catch (IOException e) {
+                throw new CellarException("cannot write " + CURVE + ": " + e.getMessage(), e);
+            }
+        }
+
+        @Override
+        public void close() {
+            try {
+                file.close();
+            } catch (IOException e) {
+                throw new CellarException("cannot write " + CURVE + ": " + e.getMessage(), e);
+            }
         }
 
         @Override
@@ -202,18 +330,35 @@ public final class Comparison {
 
         @Override
         public void onStep(long step, int epoch, double loss, double tokensPerSecond) {
+            this.step = step;
             trainSeconds += tokensPerStep / tokensPerSecond;
             next.onStep(step, epoch, loss, tokensPerSecond);
         }
 
         @Override
         public void onEval(long step, Evaluator.Result validation) {
-            points.add(new Point(step, elapsed(), trainSeconds, validation.natsPerToken()));
+            Point p = new Point(step, elapsed(), trainSeconds, validation.natsPerToken());
+            points.removeIf(q -> q.step() == step); // a finished model validated again on resume
+            points.add(p);
+            Map<String, Object> line = new LinkedHashMap<>();
+            line.put("step", step);
+            line.put("wall_s", p.wallSeconds());
+            line.put("train_s", p.trainSeconds());
+            line.put("val_loss", p.valLoss());
+            record(line);
             next.onEval(step, validation);
         }
 
         @Override
         public void onCheckpoint(Path path) {
+            if (path.getFileName().toString().equals("last.safetensors")) {
+                Map<String, Object> line = new LinkedHashMap<>();
+                line.put("step", step);
+                line.put("wall_s", elapsed());
+                line.put("train_s", trainSeconds);
+                line.put("checkpoint", "last.safetensors");
+                record(line);
+            }
             next.onCheckpoint(path);
         }
 

@@ -255,6 +255,8 @@ public final class Trainer {
                     extra.put("state." + l + "." + i, carried.get(l).get(i).toDoubles());
                 }
             }
+        } else if (pendingState != null) { // resumed but no step taken since: keep the state it was resumed with
+            extra.putAll(pendingState);
         }
         Checkpoints.save(path, model, extra, progress);
         listener.onCheckpoint(path);

@@ -85,6 +85,76 @@ class ComparisonTest {
     }
 
     @Test
+    void aStoppedComparisonResumedEndsExactlyAsAnUninterruptedOne(@TempDir Path dir) throws Exception {
+        String text = Fixtures.corpus();
+        Tokenizer tok = CharTokenizer.fit(text);
+        int[][] split = Corpus.split(tok.encode(text), 0.9);
+        Comparison.Settings whole = settings(List.of("gru", "lstm"), dir.resolve("whole"));
+        Comparison straight = new Comparison(Fixtures.CELLS, Fixtures.REF, tok, split[0], split[1]);
+        List<Comparison.Entry> want = straight.run(whole, straight.models(whole), (index, count, m, runDir) -> null);
+
+        Comparison.Settings parts = settings(List.of("gru", "lstm"), dir.resolve("parts"));
+        Comparison first = new Comparison(Fixtures.CELLS, Fixtures.REF, tok, split[0], split[1]);
+        first.run(parts, first.models(parts), (index, count, m, runDir) -> new TrainListener() {
+            @Override
+            public void onStep(long step, int epoch, double loss, double tps) {
+                if (step == 13) {
+                    first.requestStop();
+                }
+            }
+        });
+        Comparison second = new Comparison(Fixtures.CELLS, Fixtures.REF, tok, split[0], split[1]);
+        List<Long> resumedAt = new ArrayList<>();
+        List<Comparison.Entry> got = second.run(parts, second.models(parts), (index, count, m, runDir) -> new TrainListener() {
+            @Override
+            public void onStart(long totalSteps, int windowsPerEpoch, long params, long resumedStep) {
+                resumedAt.add(resumedStep);
+            }
+        }, true);
+
+        assertEquals(List.of(13L, 0L), resumedAt, "gru continues from its checkpoint, lstm starts");
+        assertEquals(2, got.size());
+        for (int i = 0; i < 2; i++) {
+            Comparison.Entry w = want.get(i), g = got.get(i);
+            assertEquals(w.summary().steps(), g.summary().steps());
+            assertEquals(w.summary().tokens(), g.summary().tokens());
+            assertEquals(w.summary().lastLoss(), g.summary().lastLoss(), 0.0, g.cell() + ": the same steps on the same data");
+            assertEquals(w.validation().natsPerToken(), g.validation().natsPerToken(), 0.0, g.cell());
+            assertEquals(w.sample(), g.sample(), g.cell());
+        }
+        List<Long> wantSteps = want.get(0).curve().stream().map(Comparison.Point::step).toList();
+        List<Long> gotSteps = got.get(0).curve().stream().map(Comparison.Point::step).toList();
+        List<Long> expected = new ArrayList<>(wantSteps.subList(0, 1)); // step 10, then the stop's validation at 13
+        expected.add(13L);
+        expected.addAll(wantSteps.subList(1, wantSteps.size()));
+        assertEquals(expected, gotSteps, "the curve keeps the points from before the stop");
+        List<Comparison.Point> c = got.get(0).curve();
+        for (int i = 1; i < c.size(); i++) {
+            assertTrue(c.get(i).wallSeconds() > c.get(i - 1).wallSeconds(), "wall-clock time runs on across the resume: " + c);
+        }
+        assertTrue(got.get(0).wallSeconds() >= c.get(c.size() - 1).wallSeconds());
+        assertEquals(gotSteps.size(), Files.readAllLines(dir.resolve("parts/gru").resolve(Comparison.CURVE)).stream()
+                .filter(l -> l.contains("val_loss")).count(), "curve.jsonl holds every point once");
+    }
+
+    @Test
+    void resumingWithOtherSettingsIsAnErrorAndKeepsTheCheckpoint(@TempDir Path dir) throws Exception {
+        String text = Fixtures.corpus();
+        Tokenizer tok = CharTokenizer.fit(text);
+        int[][] split = Corpus.split(tok.encode(text), 0.9);
+        Comparison.Settings s = settings(List.of("rnn"), dir);
+        Comparison first = new Comparison(Fixtures.CELLS, Fixtures.REF, tok, split[0], split[1]);
+        first.run(s, first.models(s), (index, count, m, runDir) -> null);
+        byte[] saved = Files.readAllBytes(dir.resolve("rnn/last.safetensors"));
+        Comparison.Settings wider = new Comparison.Settings(List.of("rnn"), 1, 16, 0, Map.of(), s.training(), 10, 0.8);
+        Comparison second = new Comparison(Fixtures.CELLS, Fixtures.REF, tok, split[0], split[1]);
+        String msg = assertThrows(dev.cellar.api.CellarException.class,
+                () -> second.run(wider, second.models(wider), (index, count, m, runDir) -> null, true)).getMessage();
+        assertTrue(msg.contains("rnn 1x8") && msg.contains("rnn 1x16") && msg.contains("--force"), msg);
+        assertTrue(java.util.Arrays.equals(saved, Files.readAllBytes(dir.resolve("rnn/last.safetensors"))));
+    }
+
+    @Test
     void anUnknownCellFailsBeforeTraining(@TempDir Path dir) {
         Tokenizer tok = CharTokenizer.fit(Fixtures.corpus());
         int[] ids = tok.encode(Fixtures.corpus());
