@@ -88,7 +88,8 @@ torch_py() { (source "$ref/env.sh" && exec "$py" "$@"); }   # OpenBLAS for torch
 echo "measuring ${cell_list[*]} and GEMM, $threads threads$([ $quick = 1 ] && echo ', --quick'):" >&2
 for c in "${cell_list[@]}"; do
   run "cellar bench --cell $c" "$tmp/cellar-$c.json" \
-    cellar bench --cell "$c" --backend "$backend" --threads "$threads" --steps $steps --warmup $warmup --sample $sample --json
+    cellar bench --cell "$c" --backend "$backend" --threads "$threads" --steps $steps --warmup $warmup --sample $sample \
+    --sample-reps $torch_sample_reps --json
   run "bench_lm.py --mode throughput --cells $c" "$tmp/torch-train-$c.log" \
     torch_py "$ref/bench_lm.py" --mode throughput --cells "$c" --threads "$threads" --steps $steps --warmup $warmup \
     --json "$tmp/torch-train-$c.json"

@@ -26,11 +26,19 @@ class BenchCommandTest {
     @Test
     void aModelBenchReportsTokensPerSecondAndSampling() throws Exception {
         Cli.Result r = Cli.run("bench", "--cell", "gru", "--hidden", "8", "--layers", "1", "--batch", "2", "--seq", "4", "--steps", "2",
-                "--warmup", "0", "--sample", "5", "--backend", "cpu-reference", "--json");
+                "--warmup", "0", "--sample", "5", "--sample-reps", "3", "--backend", "cpu-reference", "--json");
         assertEquals(0, r.code(), r.err());
         JsonNode o = new ObjectMapper().readTree(r.out());
         assertEquals("gru", o.get("cell").asText());
         assertTrue(o.get("train_tok_s").asDouble() > 0 && o.get("sample_ms_per_token").asDouble() > 0, r.out());
+        double[] reps = new double[3];
+        for (int i = 0; i < 3; i++) {
+            reps[i] = o.get("sample_ms_per_token_reps").get(i).asDouble();
+        }
+        assertEquals(3, o.get("sample_ms_per_token_reps").size());
+        java.util.Arrays.sort(reps);
+        assertEquals(reps[1], o.get("sample_ms_per_token").asDouble(), 0.0, "ms/token is the median repetition");
+        Cli.assertUsage(Cli.run("bench", "--cell", "gru", "--sample-reps", "0"), "--sample-reps");
     }
 
     @Test
