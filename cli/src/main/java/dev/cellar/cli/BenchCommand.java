@@ -27,10 +27,10 @@ import java.util.SplittableRandom;
 import java.util.concurrent.Callable;
 
 @Command(name = "bench", mixinStandardHelpOptions = true, showDefaultValues = true, sortOptions = false,
-        description = {"Training tokens/s and generation ms/token of a model, with the protocol of the PyTorch reference",
-                "(../shared/bench/torch/bench_lm.py): vocabulary 65, Adam, state carried, median over timed steps.",
-                "With --gemm: F32 matmul GFLOP/s as ../shared/bench/torch/bench_gemm.py measures it (median over --reps,",
-                "each rep at least 0.25 s), at its sizes plus the LSTM's own shapes and their transposes."})
+        description = {"Training tokens/s and generation ms/token of a model, with the protocol of the PyTorch reference"
+                + " (../shared/bench/torch/bench_lm.py): vocabulary 65 (--vocab), Adam, state carried, median over timed steps.",
+                "With --gemm: F32 matmul GFLOP/s as ../shared/bench/torch/bench_gemm.py measures it (median over --reps,"
+                + " each rep at least 0.25 s), at its sizes plus the LSTM's own shapes and their transposes."})
 final class BenchCommand implements Callable<Integer> {
     @Option(names = "--cell", defaultValue = "lstm")
     String cell;
@@ -42,6 +42,9 @@ final class BenchCommand implements Callable<Integer> {
     int hidden;
     @Option(names = "--layers", defaultValue = "2")
     int layers;
+    @Option(names = "--vocab", defaultValue = "65", description = "vocabulary size: 65 as char-level Shakespeare; about"
+            + " 10000 for word level, where the output layer and the softmax dominate")
+    int vocab;
     @Option(names = "--steps", defaultValue = "10", description = "timed training steps")
     int steps;
     @Option(names = "--warmup", defaultValue = "3", description = "untimed training steps first")
@@ -85,15 +88,17 @@ final class BenchCommand implements Callable<Integer> {
     @Override
     public Integer call() throws Exception {
         if (batch <= 0 || seq <= 0 || hidden <= 0 || layers <= 0 || steps <= 0 || warmup < 0 || sample < 0 || threads < 0
-                || sampleReps <= 0) {
-            throw new UsageException("sizes, --steps and --sample-reps must be positive; --warmup, --sample and --threads not negative");
+                || sampleReps <= 0
+                || vocab < 2 || vocab > 1_000_000) {
+            throw new UsageException("sizes, --steps and --sample-reps must be positive, --vocab between 2 and 1000000;"
+                    + " --warmup, --sample and --threads not negative");
         }
         if (gemm) {
             return gemm();
         }
         registry.cell(cell);
         StringBuilder alphabet = new StringBuilder();
-        for (int i = 0; i < 65; i++) {
+        for (int i = 0; i < vocab; i++) {
             alphabet.appendCodePoint(32 + i);
         }
         CharTokenizer tok = CharTokenizer.fit(alphabet.toString());
@@ -106,8 +111,8 @@ final class BenchCommand implements Callable<Integer> {
             List<State> state = null;
             double[] times = new double[steps];
             for (int i = 0; i < warmup + steps; i++) {
-                int[] ids = r.ints((long) batch * seq, 0, 65).toArray();
-                int[] tg = r.ints((long) batch * seq, 0, 65).toArray();
+                int[] ids = r.ints((long) batch * seq, 0, vocab).toArray();
+                int[] tg = r.ints((long) batch * seq, 0, vocab).toArray();
                 long t0 = System.nanoTime();
                 try (Tape t = Tape.on(be)) {
                     LanguageModel.Output o = m.forward(t, t.ids(ids, Shape.of(batch, seq)), state == null ? m.initialState(t, batch) : state);
@@ -154,6 +159,7 @@ final class BenchCommand implements Callable<Integer> {
             o.put("backend", be.id());
             o.put("backend_description", be.description());
             o.put("params", m.parameterCount());
+            o.put("vocab", vocab);
             o.put("batch", batch);
             o.put("seq", seq);
             o.put("hidden", hidden);
