@@ -746,9 +746,50 @@ public final class Tape implements Ops, AutoCloseable {
             }
             flat[i] = i * classes + ids[i];
         }
+        if (l.dtype == DType.F32 && k.fused("cross_entropy").isPresent() && k.fused("cross_entropy_backward").isPresent()) {
+            // one pass forward and one backward instead of a dozen (N, V) temporaries: what word-level training needs
+            return mean(custom(new FusedCrossEntropy(n, classes), l, t).get(0));
+        }
         Tensor logp = reshape(logSoftmax(l, -1), Shape.of(n * classes, 1)); // (N*V, 1)
         Tensor picked = embedding(logp, ids(flat, Shape.of(n)));             // (N, 1): log p(target)
         return neg(mean(picked));
+    }
+
+    /**
+     * Per-row cross-entropy (N) of logits (..., V) against I32 targets (...) through the backend's fused
+     * {@code cross_entropy} and {@code cross_entropy_backward} kernels; the kernel contract proves they equal the
+     * composition in {@link #crossEntropy}.
+     */
+    private static final class FusedCrossEntropy implements CustomOp {
+        private final int rows;
+        private final int classes;
+
+        FusedCrossEntropy(int rows, int classes) {
+            this.rows = rows;
+            this.classes = classes;
+        }
+
+        @Override
+        public String name() {
+            return "cross_entropy";
+        }
+
+        @Override
+        public List<Tensor> forward(Context ctx, List<Tensor> in) {
+            Shape s = Shape.of(rows);
+            List<Tensor> out = ctx.ops().fused("cross_entropy", in, List.of(s, s), rows, classes).orElseThrow();
+            ctx.save(in.get(0), in.get(1), out.get(1)); // logits, targets, log-sum-exp
+            return List.of(out.get(0));
+        }
+
+        @Override
+        public List<Tensor> backward(Context ctx, List<Tensor> grads) {
+            List<Tensor> sv = ctx.saved();
+            Tensor x = sv.get(0);
+            Tensor dx = ctx.ops().fused("cross_entropy_backward", List.of(x, sv.get(1), sv.get(2), grads.get(0)),
+                    List.of(x.shape()), rows, classes).orElseThrow().get(0);
+            return Arrays.asList(dx, null);
+        }
     }
 
     @Override

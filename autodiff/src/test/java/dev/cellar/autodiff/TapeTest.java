@@ -88,4 +88,38 @@ class TapeTest {
             assertEquals(Math.log(5), t.crossEntropy(logits, targets).item(), 1e-12);
         }
     }
+
+    /** cpu runs cross-entropy through its fused kernels; cpu-reference composes it: same loss, same gradient. */
+    @Test
+    void fusedCrossEntropyEqualsTheComposition() {
+        dev.cellar.api.spi.Backend cpu = dev.cellar.api.spi.Backends.select(
+                dev.cellar.api.spi.Backends.discover(TestSupport.class.getClassLoader()), "cpu", null)
+                .open(dev.cellar.api.spi.BackendConfig.defaults());
+        assertTrue(cpu.kernels().fused("cross_entropy").isPresent(), "cpu offers the fused kernel, so this test covers it");
+        assertTrue(REF.kernels().fused("cross_entropy").isEmpty(), "cpu-reference composes");
+        for (Shape s : new Shape[] {Shape.of(1, 1, 1), Shape.of(2, 3, 7), Shape.of(4, 5, 300)}) {
+            double[] x = TestSupport.values(s, s.size(), 0, 8, true);
+            java.util.SplittableRandom r = new java.util.SplittableRandom(s.size());
+            int[] ids = new int[s.size() / s.dim(-1)];
+            for (int i = 0; i < ids.length; i++) {
+                ids[i] = r.nextInt(s.dim(-1));
+            }
+            double[][] loss = new double[2][], grad = new double[2][];
+            dev.cellar.api.spi.Backend[] bs = {cpu, REF};
+            for (int b = 0; b < 2; b++) {
+                try (Tape t = Tape.on(bs[b], DType.F32, 0)) {
+                    Tensor logits = t.leaf(x, s);
+                    Tensor l = t.crossEntropy(t.mul(logits, t.scalar(2.0)), t.ids(ids, s.without(-1)));
+                    t.backward(l);
+                    loss[b] = l.toDoubles();
+                    grad[b] = t.grad(logits).toDoubles();
+                }
+            }
+            assertEquals(loss[1][0], loss[0][0], 1e-5 * Math.max(1, Math.abs(loss[1][0])), "loss over " + s);
+            assertEquals(grad[1].length, grad[0].length);
+            for (int i = 0; i < grad[0].length; i++) {
+                assertEquals(grad[1][i], grad[0][i], 1e-6, "d loss / d logits[" + i + "] over " + s);
+            }
+        }
+    }
 }

@@ -56,7 +56,7 @@ public abstract class KernelContractTest {
     private static final Tol EXACT = new Tol(0, 0, 0);
     /** Every fused kernel name the contract knows the meaning of; see {@link #fusedKernelsEqualTheirComposition}. */
     public static final Set<String> FUSED = Set.of("lstm_step", "lstm_step_backward", "gru_step", "gru_step_backward",
-            "softmax", "layer_norm");
+            "softmax", "layer_norm", "cross_entropy", "cross_entropy_backward");
 
     /** The backend under test. */
     protected abstract Kernels candidate();
@@ -688,6 +688,7 @@ public abstract class KernelContractTest {
                     int[][] dims = switch (name) {
                         case "softmax" -> new int[][] {{1, 1}, {5, 70}, {64, 129}};
                         case "layer_norm" -> new int[][] {{1, 1}, {6, 33}, {64, 257}, {6, 33, 3}};
+                        case "cross_entropy", "cross_entropy_backward" -> new int[][] {{1, 1}, {5, 70}, {64, 129}, {3, 5000}};
                         default -> new int[][] {{1, 1}, {3, 5}, {64, 96}};
                     };
                     try {
@@ -805,6 +806,7 @@ public abstract class KernelContractTest {
         Grid row = new Grid(rows, 1);
         int n = rows * cols;
         double[][] in; // F32 inputs (rounded to float, so the F64 composition sees the same values)
+        int[] ids = null; // an I32 input after them (cross_entropy's targets)
         Storage[] want; // composition on the reference
         double[] sumAbs = null; // for layer_norm
         switch (name) {
@@ -904,12 +906,48 @@ public abstract class KernelContractTest {
                     }
                 }
             }
+            case "cross_entropy", "cross_entropy_backward" -> {
+                double[] x = uniform(r, n, -6, 6, 0);
+                x[0] = 80; // large logits must not overflow
+                if (rows > 1) {
+                    Arrays.fill(x, cols, 2 * cols, -80); // a constant row
+                }
+                x = roundToFloat(x);
+                ids = new int[rows];
+                double[] hot = new double[n];
+                for (int i = 0; i < rows; i++) {
+                    ids[i] = i == 0 ? 0 : r.nextInt(cols); // row 0's target is its large logit
+                    hot[i * cols + ids[i]] = 1;
+                }
+                Storage sx = g.in(x), oneHot = g.in(hot);
+                Storage max = g.reduce(Reduce.MAX, sx);
+                Storage lse = row.add(max, row.un(Unary.LOG, g.reduce(Reduce.SUM, g.un(Unary.EXP, g.sub(sx, max)))));
+                if (name.equals("cross_entropy")) {
+                    in = new double[][] {x};
+                    want = new Storage[] {row.sub(lse, g.reduce(Reduce.SUM, g.mul(oneHot, sx))), lse}; // lse - x[target]
+                } else {
+                    double[] lse32 = roundToFloat(row.read(lse)), dLoss = roundToFloat(uniform(r, rows, -1, 1, 0));
+                    in = new double[][] {x, lse32, dLoss};
+                    // d loss_i / d x_ij = dloss_i (softmax_ij - [j = target_i])
+                    Storage p = g.un(Unary.EXP, g.sub(sx, g.in(lse32)));
+                    want = new Storage[] {g.mul(g.in(dLoss), g.sub(p, oneHot))};
+                }
+            }
             default -> throw new IllegalArgumentException(name);
         }
         Kernels k = candidate();
-        Storage[] inputs = new Storage[in.length];
+        Storage[] inputs = new Storage[in.length + (ids == null ? 0 : 1)];
         for (int j = 0; j < in.length; j++) {
             inputs[j] = put(k, DType.F32, in[j]);
+        }
+        if (ids != null) { // cross_entropy [logits, targets], cross_entropy_backward [logits, targets, lse, dloss]
+            Storage t = zeros(k, DType.I32, ids.length);
+            k.write(t, ids);
+            Storage[] ordered = new Storage[inputs.length];
+            ordered[0] = inputs[0];
+            ordered[1] = t;
+            System.arraycopy(inputs, 1, ordered, 2, in.length - 1);
+            inputs = ordered;
         }
         Storage[] outputs = new Storage[want.length];
         for (int j = 0; j < want.length; j++) { // NaN everywhere: an element the kernel skips fails the comparison

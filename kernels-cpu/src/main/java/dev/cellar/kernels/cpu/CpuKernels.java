@@ -469,6 +469,9 @@ final class CpuKernels extends ReferenceKernels {
      * h_prev (B, H)], outputs [h (B, H)], dims [B, H]; r = sigmoid(gi_r + gh_r), z = sigmoid(gi_z + gh_z),
      * n = tanh(gi_n + r gh_n), h = (1 - z) n + z h_prev. {@code gru_step_backward}: inputs [gi, gh, h_prev, dh],
      * outputs [dgi, dgh, dh_prev], dims [B, H].
+     * {@code cross_entropy}: inputs [logits (N, V), targets (N) I32], outputs [loss (N) = lse - logits[target],
+     * lse (N) = log sum exp of the row], dims [N, V]. {@code cross_entropy_backward}: inputs [logits, targets, lse,
+     * dloss (N)], outputs [dlogits (N, V) = dloss (softmax - one_hot(target))], dims [N, V].
      * F32 only; other dtypes use the composed ops.
      */
     @Override
@@ -500,8 +503,36 @@ final class CpuKernels extends ReferenceKernels {
                 int hid = dims[1];
                 rows(dims[0], (long) dims[0] * hid * 50, (r0, r1) -> pw.gruBackward(gi, gh, hp, dh, dgi, dgh, dhp, hid, r0, r1));
             });
+            case "cross_entropy" -> java.util.Optional.of((in, out, dims) -> {
+                checkFused(name, in, 2, out, 2, dims);
+                float[] x = f32(in[0]), loss = CpuStorage.out(out[0]).f, lse = CpuStorage.out(out[1]).f;
+                int[] t = targets(name, in[1], dims);
+                int cols = dims[1];
+                rows(dims[0], (long) dims[0] * cols * 20, (r0, r1) -> pw.crossEntropy(x, t, loss, lse, cols, r0, r1));
+            });
+            case "cross_entropy_backward" -> java.util.Optional.of((in, out, dims) -> {
+                checkFused(name, in, 4, out, 1, dims);
+                float[] x = f32(in[0]), lse = f32(in[2]), d = f32(in[3]), dx = CpuStorage.out(out[0]).f;
+                int[] t = targets(name, in[1], dims);
+                int cols = dims[1];
+                rows(dims[0], (long) dims[0] * cols * 20, (r0, r1) -> pw.crossEntropyBackward(x, t, lse, d, dx, cols, r0, r1));
+            });
             default -> java.util.Optional.empty();
         };
+    }
+
+    /** The I32 targets of a cross_entropy kernel, each checked to be a column of the (N, V) logits. */
+    private static int[] targets(String name, Storage s, int[] dims) {
+        CpuStorage c = CpuStorage.of(s);
+        if (c.dtype != DType.I32 || c.size < dims[0]) {
+            throw new CellarException("fused " + name + " takes " + dims[0] + " I32 targets, not " + c.size + " " + c.dtype);
+        }
+        for (int r = 0; r < dims[0]; r++) {
+            if (c.i[r] < 0 || c.i[r] >= dims[1]) {
+                throw new CellarException("fused " + name + ": target " + c.i[r] + " of row " + r + " is outside 0.." + (dims[1] - 1));
+            }
+        }
+        return c.i;
     }
 
     private static float[] f32(Storage s) {

@@ -24,4 +24,13 @@ interface Pointwise {
     void sigmoid(float[] a, float[] o, int i0, int i1);
 
     void exp(float[] a, float[] o, int i0, int i1);
+
+    /**
+     * Rows [r0, r1) of x (rows, cols) with targets t: lse[r] = log sum_j exp(x[r, j]) (shifted by the row's max) and
+     * loss[r] = lse[r] - x[r, t[r]].
+     */
+    void crossEntropy(float[] x, int[] t, float[] loss, float[] lse, int cols, int r0, int r1);
+
+    /** Rows [r0, r1): dx[r, j] = d[r] (exp(x[r, j] - lse[r]) - [j = t[r]]). */
+    void crossEntropyBackward(float[] x, int[] t, float[] lse, float[] d, float[] dx, int cols, int r0, int r1);
 }

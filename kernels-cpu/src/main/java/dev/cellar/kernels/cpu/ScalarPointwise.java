@@ -140,4 +140,34 @@ final class ScalarPointwise implements Pointwise {
             o[i] = (float) Math.exp(a[i]);
         }
     }
+
+    @Override
+    public void crossEntropy(float[] x, int[] t, float[] loss, float[] lse, int cols, int r0, int r1) {
+        for (int r = r0; r < r1; r++) {
+            int off = r * cols;
+            float m = Float.NEGATIVE_INFINITY;
+            for (int j = 0; j < cols; j++) {
+                m = Math.max(m, x[off + j]);
+            }
+            double sum = 0;
+            for (int j = 0; j < cols; j++) {
+                sum += Math.exp(x[off + j] - m);
+            }
+            double l = m + Math.log(sum);
+            lse[r] = (float) l;
+            loss[r] = (float) (l - x[off + t[r]]);
+        }
+    }
+
+    @Override
+    public void crossEntropyBackward(float[] x, int[] t, float[] lse, float[] d, float[] dx, int cols, int r0, int r1) {
+        for (int r = r0; r < r1; r++) {
+            int off = r * cols;
+            float l = lse[r], g = d[r];
+            for (int j = 0; j < cols; j++) {
+                dx[off + j] = g * (float) Math.exp(x[off + j] - l);
+            }
+            dx[off + t[r]] -= g;
+        }
+    }
 }

@@ -133,4 +133,50 @@ final class VectorPointwise implements Pointwise {
         }
         ScalarPointwise.expRange(a, o, iv, n);
     }
+
+    @Override
+    public void crossEntropy(float[] x, int[] t, float[] loss, float[] lse, int cols, int r0, int r1) {
+        int cv = cols - cols % L;
+        for (int r = r0; r < r1; r++) {
+            int off = r * cols;
+            float m = Float.NEGATIVE_INFINITY;
+            if (cv > 0) {
+                FloatVector mv = FloatVector.fromArray(S, x, off);
+                for (int j = L; j < cv; j += L) {
+                    mv = mv.max(FloatVector.fromArray(S, x, off + j));
+                }
+                m = mv.reduceLanes(VectorOperators.MAX);
+            }
+            for (int j = cv; j < cols; j++) {
+                m = Math.max(m, x[off + j]);
+            }
+            FloatVector sv = FloatVector.zero(S);
+            for (int j = 0; j < cv; j += L) {
+                sv = sv.add(FloatVector.fromArray(S, x, off + j).sub(m).lanewise(VectorOperators.EXP));
+            }
+            double sum = sv.reduceLanes(VectorOperators.ADD);
+            for (int j = cv; j < cols; j++) {
+                sum += Math.exp(x[off + j] - m);
+            }
+            double l = m + Math.log(sum);
+            lse[r] = (float) l;
+            loss[r] = (float) (l - x[off + t[r]]);
+        }
+    }
+
+    @Override
+    public void crossEntropyBackward(float[] x, int[] t, float[] lse, float[] d, float[] dx, int cols, int r0, int r1) {
+        int cv = cols - cols % L;
+        for (int r = r0; r < r1; r++) {
+            int off = r * cols;
+            float l = lse[r], g = d[r];
+            for (int j = 0; j < cv; j += L) {
+                FloatVector.fromArray(S, x, off + j).sub(l).lanewise(VectorOperators.EXP).mul(g).intoArray(dx, off + j);
+            }
+            for (int j = cv; j < cols; j++) {
+                dx[off + j] = g * (float) Math.exp(x[off + j] - l);
+            }
+            dx[off + t[r]] -= g;
+        }
+    }
 }

@@ -42,6 +42,7 @@ class CpuKernelContractTest extends KernelContractTest {
 
     @Override
     protected Set<String> expectedFused() {
-        return Set.of("lstm_step", "lstm_step_backward", "gru_step", "gru_step_backward");
+        return Set.of("lstm_step", "lstm_step_backward", "gru_step", "gru_step_backward", "cross_entropy",
+                "cross_entropy_backward");
     }
 }
