@@ -716,6 +716,11 @@ public final class Tape implements Ops, AutoCloseable {
 
     @Override
     public Tensor softmax(Tensor x, int axis) {
+        Var xv = v(x);
+        if (xv.dtype == DType.F32 && xv.shape.size() > 0 && xv.shape.axis(axis) == xv.shape.rank() - 1
+                && k.fused("softmax").isPresent() && k.fused("softmax_backward").isPresent()) {
+            return custom(new FusedSoftmax(xv.shape.size() / xv.shape.dim(-1), xv.shape.dim(-1)), x).get(0);
+        }
         Tensor m = detach(max(x, axis, true));
         Tensor e = exp(sub(x, m));
         return div(e, sum(e, axis, true));
@@ -753,6 +758,35 @@ public final class Tape implements Ops, AutoCloseable {
         Tensor logp = reshape(logSoftmax(l, -1), Shape.of(n * classes, 1)); // (N*V, 1)
         Tensor picked = embedding(logp, ids(flat, Shape.of(n)));             // (N, 1): log p(target)
         return neg(mean(picked));
+    }
+
+    /** Softmax along the last axis through the backend's fused {@code softmax} and {@code softmax_backward} kernels. */
+    private static final class FusedSoftmax implements CustomOp {
+        private final int rows;
+        private final int cols;
+
+        FusedSoftmax(int rows, int cols) {
+            this.rows = rows;
+            this.cols = cols;
+        }
+
+        @Override
+        public String name() {
+            return "softmax";
+        }
+
+        @Override
+        public List<Tensor> forward(Context ctx, List<Tensor> in) {
+            List<Tensor> out = ctx.ops().fused("softmax", in, List.of(in.get(0).shape()), rows, cols).orElseThrow();
+            ctx.save(out.get(0));
+            return out;
+        }
+
+        @Override
+        public List<Tensor> backward(Context ctx, List<Tensor> grads) {
+            Tensor y = ctx.saved().get(0);
+            return ctx.ops().fused("softmax_backward", List.of(y, grads.get(0)), List.of(y.shape()), rows, cols).orElseThrow();
+        }
     }
 
     /**

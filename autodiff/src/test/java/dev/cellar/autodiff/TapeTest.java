@@ -89,12 +89,45 @@ class TapeTest {
         }
     }
 
+    private static final dev.cellar.api.spi.Backend CPU = dev.cellar.api.spi.Backends.select(
+            dev.cellar.api.spi.Backends.discover(TestSupport.class.getClassLoader()), "cpu", null)
+            .open(dev.cellar.api.spi.BackendConfig.defaults());
+
+    /**
+     * cpu runs softmax along the last axis and GELU through fused or vectorised kernels; cpu-reference composes them
+     * in plain loops: same values, same gradients (F32). A softmax along another axis takes the composed path on both.
+     */
+    @Test
+    void fusedSoftmaxAndGeluEqualTheComposition() {
+        assertTrue(CPU.kernels().fused("softmax_backward").isPresent(), "cpu offers the fused kernel, so this test covers it");
+        assertTrue(REF.kernels().fused("softmax").isEmpty(), "cpu-reference composes");
+        for (Shape s : new Shape[] {Shape.of(1), Shape.of(3, 7), Shape.of(2, 4, 5, 33)}) {
+            for (int axis : new int[] {-1, 0}) {
+                double[] x = TestSupport.values(s, s.size() + axis, 0, 6, true);
+                double[] w = TestSupport.values(s, s.size() + 7, 0, 1, true);
+                double[][] out = new double[2][], grad = new double[2][];
+                dev.cellar.api.spi.Backend[] bs = {CPU, REF};
+                for (int b = 0; b < 2; b++) {
+                    try (Tape t = Tape.on(bs[b], DType.F32, 0)) {
+                        Tensor in = t.leaf(x, s);
+                        Tensor y = t.softmax(t.gelu(in), axis);
+                        t.backward(t.sum(t.reshape(t.mul(y, t.constant(w, s)), Shape.of(s.size())), 0, false));
+                        out[b] = y.toDoubles();
+                        grad[b] = t.grad(in).toDoubles();
+                    }
+                }
+                for (int i = 0; i < x.length; i++) {
+                    assertEquals(out[1][i], out[0][i], 1e-6, "softmax(gelu(x))[" + i + "] over " + s + " axis " + axis);
+                    assertEquals(grad[1][i], grad[0][i], 1e-5, "gradient[" + i + "] over " + s + " axis " + axis);
+                }
+            }
+        }
+    }
+
     /** cpu runs cross-entropy through its fused kernels; cpu-reference composes it: same loss, same gradient. */
     @Test
     void fusedCrossEntropyEqualsTheComposition() {
-        dev.cellar.api.spi.Backend cpu = dev.cellar.api.spi.Backends.select(
-                dev.cellar.api.spi.Backends.discover(TestSupport.class.getClassLoader()), "cpu", null)
-                .open(dev.cellar.api.spi.BackendConfig.defaults());
+        dev.cellar.api.spi.Backend cpu = CPU;
         assertTrue(cpu.kernels().fused("cross_entropy").isPresent(), "cpu offers the fused kernel, so this test covers it");
         assertTrue(REF.kernels().fused("cross_entropy").isEmpty(), "cpu-reference composes");
         for (Shape s : new Shape[] {Shape.of(1, 1, 1), Shape.of(2, 3, 7), Shape.of(4, 5, 300)}) {

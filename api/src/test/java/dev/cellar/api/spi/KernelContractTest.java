@@ -56,7 +56,7 @@ public abstract class KernelContractTest {
     private static final Tol EXACT = new Tol(0, 0, 0);
     /** Every fused kernel name the contract knows the meaning of; see {@link #fusedKernelsEqualTheirComposition}. */
     public static final Set<String> FUSED = Set.of("lstm_step", "lstm_step_backward", "gru_step", "gru_step_backward",
-            "softmax", "layer_norm", "cross_entropy", "cross_entropy_backward");
+            "softmax", "softmax_backward", "layer_norm", "cross_entropy", "cross_entropy_backward");
 
     /** The backend under test. */
     protected abstract Kernels candidate();
@@ -686,7 +686,7 @@ public abstract class KernelContractTest {
         return FUSED.stream().sorted().filter(name -> candidate().fused(name).isPresent())
                 .map(name -> DynamicTest.dynamicTest(name, () -> {
                     int[][] dims = switch (name) {
-                        case "softmax" -> new int[][] {{1, 1}, {5, 70}, {64, 129}};
+                        case "softmax", "softmax_backward" -> new int[][] {{1, 1}, {5, 70}, {64, 129}};
                         case "layer_norm" -> new int[][] {{1, 1}, {6, 33}, {64, 257}, {6, 33, 3}};
                         case "cross_entropy", "cross_entropy_backward" -> new int[][] {{1, 1}, {5, 70}, {64, 129}, {3, 5000}};
                         default -> new int[][] {{1, 1}, {3, 5}, {64, 96}};
@@ -875,6 +875,17 @@ public abstract class KernelContractTest {
                 Storage sx = g.in(x);
                 Storage e = g.un(Unary.EXP, g.sub(sx, g.reduce(Reduce.MAX, sx)));
                 want = new Storage[] {g.bin(Binary.DIV, e, g.reduce(Reduce.SUM, e))};
+            }
+            case "softmax_backward" -> {
+                double[] x = uniform(r, n, -6, 6, 0);
+                x[0] = 30;
+                Storage sx = g.in(x);
+                Storage e = g.un(Unary.EXP, g.sub(sx, g.reduce(Reduce.MAX, sx)));
+                double[] y = roundToFloat(g.read(g.bin(Binary.DIV, e, g.reduce(Reduce.SUM, e))));
+                double[] dy = roundToFloat(uniform(r, n, -1, 1, 0));
+                in = new double[][] {y, dy};
+                Storage sy = g.in(y), sdy = g.in(dy);
+                want = new Storage[] {g.mul(sy, g.sub(sdy, g.reduce(Reduce.SUM, g.mul(sdy, sy))))}; // y (dy - sum(dy y))
             }
             case "layer_norm" -> {
                 double[] x = uniform(r, n, -3, 3, 0);

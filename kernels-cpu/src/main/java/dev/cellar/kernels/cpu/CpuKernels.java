@@ -216,6 +216,8 @@ final class CpuKernels extends ReferenceKernels {
             case TANH -> chunks(n, (i0, i1) -> pw.tanh(a, o, i0, i1));
             case SIGMOID -> chunks(n, (i0, i1) -> pw.sigmoid(a, o, i0, i1));
             case EXP -> chunks(n, (i0, i1) -> pw.exp(a, o, i0, i1));
+            case GELU -> chunks(n, (i0, i1) -> pw.gelu(a, o, i0, i1));
+            case GELU_GRAD -> chunks(n, (i0, i1) -> pw.geluGrad(a, o, i0, i1));
             case RELU -> {
                 for (int i = 0; i < n; i++) {
                     o[i] = a[i] > 0 ? a[i] : 0f;
@@ -469,6 +471,8 @@ final class CpuKernels extends ReferenceKernels {
      * h_prev (B, H)], outputs [h (B, H)], dims [B, H]; r = sigmoid(gi_r + gh_r), z = sigmoid(gi_z + gh_z),
      * n = tanh(gi_n + r gh_n), h = (1 - z) n + z h_prev. {@code gru_step_backward}: inputs [gi, gh, h_prev, dh],
      * outputs [dgi, dgh, dh_prev], dims [B, H].
+     * {@code softmax}: inputs [x (N, V)], outputs [y (N, V)] along rows, dims [N, V]; {@code softmax_backward}: inputs
+     * [y, dy], outputs [dx = y (dy - sum(dy y))], dims [N, V].
      * {@code cross_entropy}: inputs [logits (N, V), targets (N) I32], outputs [loss (N) = lse - logits[target],
      * lse (N) = log sum exp of the row], dims [N, V]. {@code cross_entropy_backward}: inputs [logits, targets, lse,
      * dloss (N)], outputs [dlogits (N, V) = dloss (softmax - one_hot(target))], dims [N, V].
@@ -502,6 +506,18 @@ final class CpuKernels extends ReferenceKernels {
                 float[] dgi = CpuStorage.out(out[0]).f, dgh = CpuStorage.out(out[1]).f, dhp = CpuStorage.out(out[2]).f;
                 int hid = dims[1];
                 rows(dims[0], (long) dims[0] * hid * 50, (r0, r1) -> pw.gruBackward(gi, gh, hp, dh, dgi, dgh, dhp, hid, r0, r1));
+            });
+            case "softmax" -> java.util.Optional.of((in, out, dims) -> {
+                checkFused(name, in, 1, out, 1, dims);
+                float[] x = f32(in[0]), y = CpuStorage.out(out[0]).f;
+                int cols = dims[1];
+                rows(dims[0], (long) dims[0] * cols * 20, (r0, r1) -> pw.softmax(x, y, cols, r0, r1));
+            });
+            case "softmax_backward" -> java.util.Optional.of((in, out, dims) -> {
+                checkFused(name, in, 2, out, 1, dims);
+                float[] y = f32(in[0]), dy = f32(in[1]), dx = CpuStorage.out(out[0]).f;
+                int cols = dims[1];
+                rows(dims[0], (long) dims[0] * cols * 4, (r0, r1) -> pw.softmaxBackward(y, dy, dx, cols, r0, r1));
             });
             case "cross_entropy" -> java.util.Optional.of((in, out, dims) -> {
                 checkFused(name, in, 2, out, 2, dims);

@@ -25,6 +25,17 @@ interface Pointwise {
 
     void exp(float[] a, float[] o, int i0, int i1);
 
+    /** GELU (tanh approximation) and its derivative, as {@link ReferenceKernels} defines them. */
+    void gelu(float[] a, float[] o, int i0, int i1);
+
+    void geluGrad(float[] a, float[] o, int i0, int i1);
+
+    /** Rows [r0, r1) of x (rows, cols): y = exp(x - max) / sum exp(x - max) along the row. */
+    void softmax(float[] x, float[] y, int cols, int r0, int r1);
+
+    /** Rows [r0, r1): dx = y (dy - sum_j dy_j y_j). */
+    void softmaxBackward(float[] y, float[] dy, float[] dx, int cols, int r0, int r1);
+
     /**
      * Rows [r0, r1) of x (rows, cols) with targets t: lse[r] = log sum_j exp(x[r, j]) (shifted by the row's max) and
      * loss[r] = lse[r] - x[r, t[r]].

@@ -170,4 +170,57 @@ final class ScalarPointwise implements Pointwise {
             dx[off + t[r]] -= g;
         }
     }
+
+    @Override
+    public void gelu(float[] a, float[] o, int i0, int i1) {
+        for (int i = i0; i < i1; i++) {
+            double x = a[i];
+            o[i] = (float) (0.5 * x * (1 + Math.tanh(ReferenceKernels.GELU_C * (x + 0.044715 * x * x * x))));
+        }
+    }
+
+    @Override
+    public void geluGrad(float[] a, float[] o, int i0, int i1) {
+        for (int i = i0; i < i1; i++) {
+            double x = a[i];
+            double t = Math.tanh(ReferenceKernels.GELU_C * (x + 0.044715 * x * x * x));
+            o[i] = (float) (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * ReferenceKernels.GELU_C * (1 + 3 * 0.044715 * x * x));
+        }
+    }
+
+    @Override
+    public void softmax(float[] x, float[] y, int cols, int r0, int r1) {
+        for (int r = r0; r < r1; r++) {
+            int off = r * cols;
+            float m = Float.NEGATIVE_INFINITY;
+            for (int j = 0; j < cols; j++) {
+                m = Math.max(m, x[off + j]);
+            }
+            double sum = 0;
+            for (int j = 0; j < cols; j++) {
+                float e = (float) Math.exp(x[off + j] - m);
+                y[off + j] = e;
+                sum += e;
+            }
+            float inv = (float) (1 / sum);
+            for (int j = 0; j < cols; j++) {
+                y[off + j] *= inv;
+            }
+        }
+    }
+
+    @Override
+    public void softmaxBackward(float[] y, float[] dy, float[] dx, int cols, int r0, int r1) {
+        for (int r = r0; r < r1; r++) {
+            int off = r * cols;
+            double dot = 0;
+            for (int j = 0; j < cols; j++) {
+                dot += (double) dy[off + j] * y[off + j];
+            }
+            float d = (float) dot;
+            for (int j = 0; j < cols; j++) {
+                dx[off + j] = y[off + j] * (dy[off + j] - d);
+            }
+        }
+    }
 }

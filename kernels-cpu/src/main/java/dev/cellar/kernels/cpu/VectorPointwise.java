@@ -179,4 +179,92 @@ final class VectorPointwise implements Pointwise {
             dx[off + t[r]] -= g;
         }
     }
+
+    private static final float GELU_C = (float) ReferenceKernels.GELU_C;
+
+    @Override
+    public void gelu(float[] a, float[] o, int i0, int n) {
+        int iv = n - (n - i0) % L;
+        for (int i = i0; i < iv; i += L) {
+            FloatVector x = FloatVector.fromArray(S, a, i);
+            FloatVector t = tanh(x.mul(x).mul(0.044715f).add(1f).mul(x).mul(GELU_C));
+            x.mul(0.5f).mul(t.add(1f)).intoArray(o, i);
+        }
+        new ScalarPointwise().gelu(a, o, iv, n);
+    }
+
+    @Override
+    public void geluGrad(float[] a, float[] o, int i0, int n) {
+        int iv = n - (n - i0) % L;
+        for (int i = i0; i < iv; i += L) {
+            FloatVector x = FloatVector.fromArray(S, a, i);
+            FloatVector x2 = x.mul(x);
+            FloatVector t = tanh(x2.mul(0.044715f).add(1f).mul(x).mul(GELU_C));
+            // 0.5 (1 + t) + 0.5 x (1 - t^2) c (1 + 3 0.044715 x^2)
+            FloatVector right = x.mul(0.5f).mul(t.mul(t).neg().add(1f)).mul(GELU_C).mul(x2.mul(3 * 0.044715f).add(1f));
+            t.add(1f).mul(0.5f).add(right).intoArray(o, i);
+        }
+        new ScalarPointwise().geluGrad(a, o, iv, n);
+    }
+
+    @Override
+    public void softmax(float[] x, float[] y, int cols, int r0, int r1) {
+        int cv = cols - cols % L;
+        for (int r = r0; r < r1; r++) {
+            int off = r * cols;
+            float m = Float.NEGATIVE_INFINITY;
+            if (cv > 0) {
+                FloatVector mv = FloatVector.fromArray(S, x, off);
+                for (int j = L; j < cv; j += L) {
+                    mv = mv.max(FloatVector.fromArray(S, x, off + j));
+                }
+                m = mv.reduceLanes(VectorOperators.MAX);
+            }
+            for (int j = cv; j < cols; j++) {
+                m = Math.max(m, x[off + j]);
+            }
+            FloatVector sv = FloatVector.zero(S);
+            for (int j = 0; j < cv; j += L) {
+                FloatVector e = FloatVector.fromArray(S, x, off + j).sub(m).lanewise(VectorOperators.EXP);
+                e.intoArray(y, off + j);
+                sv = sv.add(e);
+            }
+            double sum = sv.reduceLanes(VectorOperators.ADD);
+            for (int j = cv; j < cols; j++) {
+                float e = (float) Math.exp(x[off + j] - m);
+                y[off + j] = e;
+                sum += e;
+            }
+            float inv = (float) (1 / sum);
+            for (int j = 0; j < cv; j += L) {
+                FloatVector.fromArray(S, y, off + j).mul(inv).intoArray(y, off + j);
+            }
+            for (int j = cv; j < cols; j++) {
+                y[off + j] *= inv;
+            }
+        }
+    }
+
+    @Override
+    public void softmaxBackward(float[] y, float[] dy, float[] dx, int cols, int r0, int r1) {
+        int cv = cols - cols % L;
+        for (int r = r0; r < r1; r++) {
+            int off = r * cols;
+            FloatVector acc = FloatVector.zero(S);
+            for (int j = 0; j < cv; j += L) {
+                acc = FloatVector.fromArray(S, dy, off + j).fma(FloatVector.fromArray(S, y, off + j), acc);
+            }
+            float d = acc.reduceLanes(VectorOperators.ADD);
+            for (int j = cv; j < cols; j++) {
+                d += dy[off + j] * y[off + j];
+            }
+            for (int j = 0; j < cv; j += L) {
+                FloatVector yv = FloatVector.fromArray(S, y, off + j);
+                yv.mul(FloatVector.fromArray(S, dy, off + j).sub(d)).intoArray(dx, off + j);
+            }
+            for (int j = cv; j < cols; j++) {
+                dx[off + j] = y[off + j] * (dy[off + j] - d);
+            }
+        }
+    }
 }

@@ -48,7 +48,8 @@ class CpuScalarKernelContractTest extends KernelContractTest {
 
     @Override
     protected Set<String> expectedFused() {
-        return Set.of("lstm_step", "lstm_step_backward", "gru_step", "gru_step_backward", "cross_entropy",
+        return Set.of("lstm_step", "lstm_step_backward", "gru_step", "gru_step_backward", "softmax", "softmax_backward",
+                "cross_entropy",
                 "cross_entropy_backward");
     }
 }
