@@ -63,16 +63,29 @@ final class CompareReport {
     /** The markdown table (also what the command prints). */
     String table() {
         StringBuilder sb = new StringBuilder();
-        sb.append("| cell | parameters | epochs | wall time | tok/s | val nats/token | bits/char | ppl/token | ppl/word |\n");
-        sb.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        sb.append("| cell | parameters | epochs | wall time | tok/s | val nats/token | bits/char | ppl/token | ppl/word "
+                + "| best val nats/token (epoch) | best ppl/word |\n");
+        sb.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
         for (Comparison.Entry e : entries) {
             Evaluator.Result v = e.validation();
-            sb.append(String.format("| %s | %,d | %.2f | %s | %,.0f | %s | %s | %s | %s |%n", e.cell(), e.parameters(), e.epochs(),
+            Comparison.Point best = best(e);
+            sb.append(String.format("| %s | %,d | %.2f | %s | %,.0f | %s | %s | %s | %s | %s | %s |%n", e.cell(), e.parameters(), e.epochs(),
                     TrainCommand.clock(e.wallSeconds()), e.tokensPerSecond(), v == null ? "-" : String.format("%.4f", v.natsPerToken()),
                     v == null ? "-" : String.format("%.4f", v.bitsPerChar()), v == null ? "-" : String.format("%.3f", v.perplexity()),
-                    v == null ? "-" : String.format("%.2f", e.perplexityPerWord())));
+                    v == null ? "-" : String.format("%.2f", e.perplexityPerWord()),
+                    best == null ? "-" : String.format("%.4f (%.1f)", best.valLoss(), bestEpoch(e, best)),
+                    best == null ? "-" : String.format("%.2f", Math.exp(best.valLoss() / wordsPerToken))));
         }
         return sb.toString();
+    }
+
+    /** The validation point with the lowest loss (the one best.safetensors holds), or null without validation. */
+    static Comparison.Point best(Comparison.Entry e) {
+        return e.curve().stream().min(java.util.Comparator.comparingDouble(Comparison.Point::valLoss)).orElse(null);
+    }
+
+    private static double bestEpoch(Comparison.Entry e, Comparison.Point best) {
+        return e.summary().steps() == 0 ? 0 : best.step() * e.epochs() / e.summary().steps();
     }
 
     private String setup() {
@@ -120,6 +133,9 @@ final class CompareReport {
                 + "carried (as `cellar eval` does), after the last training step");
         d.put("bits/char", String.format("nats/token / ln 2 / characters per token (%.4f in the validation text)", charsPerToken));
         d.put("ppl/token", "exp(nats/token)");
+        d.put("best val nats/token (epoch)", "the lowest validation loss of the curve and the epoch it was measured at; the "
+                + "weights of that moment are the run's best.safetensors. Below the final loss when the model overfits");
+        d.put("best ppl/word", "ppl/word of the best validation loss");
         d.put("ppl/word", String.format("exp(total nats / words) = exp(nats/token x tokens/word), words counted in the validation text "
                 + "as the word tokenizer splits it: each run of letters or digits (with inner apostrophes), each punctuation mark, "
                 + "each newline; %.4f tokens per word here%s", 1 / wordsPerToken, tok.kind().equals("word")
@@ -175,6 +191,11 @@ final class CompareReport {
             m.put("val_bits_per_char", v == null ? null : v.bitsPerChar());
             m.put("val_perplexity_per_token", v == null ? null : v.perplexity());
             m.put("val_perplexity_per_word", v == null ? null : e.perplexityPerWord());
+            Comparison.Point best = best(e);
+            m.put("best_val_nats_per_token", best == null ? null : best.valLoss());
+            m.put("best_step", best == null ? null : best.step());
+            m.put("best_epoch", best == null ? null : bestEpoch(e, best));
+            m.put("best_val_perplexity_per_word", best == null ? null : Math.exp(best.valLoss() / wordsPerToken));
             m.put("sample", e.sample());
             m.put("sample_note", e.sampleNote());
             List<Map<String, Object>> curve = new ArrayList<>();

@@ -88,6 +88,18 @@ class CompareCommandTest {
             JsonNode curve = m.get("curve");
             assertTrue(curve.size() >= 2, cell + " has " + curve.size() + " validation points");
             assertEquals(nats, curve.get(curve.size() - 1).get("val_loss").asDouble(), 1e-12);
+            double best = Double.POSITIVE_INFINITY;
+            long bestStep = -1;
+            for (JsonNode p : curve) {
+                if (p.get("val_loss").asDouble() < best) {
+                    best = p.get("val_loss").asDouble();
+                    bestStep = p.get("step").asLong();
+                }
+            }
+            assertEquals(best, m.get("best_val_nats_per_token").asDouble(), 0.0, cell + ": the lowest point of the curve");
+            assertEquals(bestStep, m.get("best_step").asLong());
+            assertEquals((double) bestStep / m.get("steps").asLong(), m.get("best_epoch").asDouble(), 1e-9, "one epoch in all");
+            assertEquals(Math.exp(best / wordsPerToken), m.get("best_val_perplexity_per_word").asDouble(), 1e-6);
             assertTrue(Files.exists(out.resolve(cell).resolve("last.safetensors")), cell + " is a normal run directory");
             assertTrue(Files.readString(out.resolve(cell).resolve("metrics.jsonl")).contains("val_loss"));
         }
@@ -96,7 +108,8 @@ class CompareCommandTest {
         assertEquals(models.get(0).get("steps").asLong(), models.get(1).get("steps").asLong());
 
         String md = Files.readString(out.resolve("results.md"));
-        assertTrue(md.contains("| cell | parameters | epochs | wall time | tok/s | val nats/token | bits/char | ppl/token | ppl/word |"), md);
+        assertTrue(md.contains("| cell | parameters | epochs | wall time | tok/s | val nats/token | bits/char | ppl/token | ppl/word "
+                + "| best val nats/token (epoch) | best ppl/word |"), md);
         for (JsonNode m : models) {
             String row = String.format("| %s | %,d | 1.00 | ", m.get("cell").asText(), m.get("parameters").asLong());
             assertTrue(md.contains(row), row + " not in\n" + md);
