@@ -760,6 +760,37 @@ public final class Tape implements Ops, AutoCloseable {
         return neg(mean(picked));
     }
 
+    /** Layer norm over the last axis through the backend's fused {@code layer_norm} and {@code layer_norm_backward}. */
+    private static final class FusedLayerNorm implements CustomOp {
+        private final int rows;
+        private final int cols;
+        private final int epsExponent;
+
+        FusedLayerNorm(int rows, int cols, int epsExponent) {
+            this.rows = rows;
+            this.cols = cols;
+            this.epsExponent = epsExponent;
+        }
+
+        @Override
+        public String name() {
+            return "layer_norm";
+        }
+
+        @Override
+        public List<Tensor> forward(Context ctx, List<Tensor> in) {
+            ctx.save(in.get(0), in.get(1), in.get(2));
+            return ctx.ops().fused("layer_norm", in, List.of(in.get(0).shape()), rows, cols, epsExponent).orElseThrow();
+        }
+
+        @Override
+        public List<Tensor> backward(Context ctx, List<Tensor> grads) {
+            List<Tensor> sv = ctx.saved();
+            return ctx.ops().fused("layer_norm_backward", List.of(sv.get(0), sv.get(1), grads.get(0)),
+                    List.of(sv.get(0).shape(), sv.get(1).shape(), sv.get(2).shape()), rows, cols, epsExponent).orElseThrow();
+        }
+    }
+
     /** Softmax along the last axis through the backend's fused {@code softmax} and {@code softmax_backward} kernels. */
     private static final class FusedSoftmax implements CustomOp {
         private final int rows;
@@ -828,6 +859,15 @@ public final class Tape implements Ops, AutoCloseable {
 
     @Override
     public Tensor layerNorm(Tensor x, Tensor gamma, Tensor beta, double eps) {
+        Var xv = v(x), gv = v(gamma), bv = v(beta);
+        long e = Math.round(-Math.log10(eps));
+        if (xv.dtype == DType.F32 && gv.dtype == DType.F32 && bv.dtype == DType.F32 && xv.shape.size() > 0
+                && gv.shape.rank() == 1 && gv.shape.equals(bv.shape) && gv.shape.dim(0) == xv.shape.dim(-1)
+                && e >= 0 && e <= 30 && Math.abs(Math.pow(10, -e) - eps) <= 1e-9 * eps
+                && k.fused("layer_norm").isPresent() && k.fused("layer_norm_backward").isPresent()) {
+            int d = xv.shape.dim(-1);
+            return custom(new FusedLayerNorm(xv.shape.size() / d, d, (int) e), x, gamma, beta).get(0);
+        }
         Tensor mu = mean(x, -1, true);
         Tensor xc = sub(x, mu);
         Tensor var = mean(mul(xc, xc), -1, true);

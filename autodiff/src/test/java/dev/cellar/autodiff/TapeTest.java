@@ -94,27 +94,35 @@ class TapeTest {
             .open(dev.cellar.api.spi.BackendConfig.defaults());
 
     /**
-     * cpu runs softmax along the last axis and GELU through fused or vectorised kernels; cpu-reference composes them
+     * cpu runs layer norm, softmax along the last axis and GELU through fused or vectorised kernels; cpu-reference composes them
      * in plain loops: same values, same gradients (F32). A softmax along another axis takes the composed path on both.
      */
     @Test
-    void fusedSoftmaxAndGeluEqualTheComposition() {
+    void fusedLayerNormSoftmaxAndGeluEqualTheComposition() {
         assertTrue(CPU.kernels().fused("softmax_backward").isPresent(), "cpu offers the fused kernel, so this test covers it");
         assertTrue(REF.kernels().fused("softmax").isEmpty(), "cpu-reference composes");
         for (Shape s : new Shape[] {Shape.of(1), Shape.of(3, 7), Shape.of(2, 4, 5, 33)}) {
             for (int axis : new int[] {-1, 0}) {
                 double[] x = TestSupport.values(s, s.size() + axis, 0, 6, true);
                 double[] w = TestSupport.values(s, s.size() + 7, 0, 1, true);
-                double[][] out = new double[2][], grad = new double[2][];
+                double[][] out = new double[2][], grad = new double[2][], dGamma = new double[2][], dBeta = new double[2][];
                 dev.cellar.api.spi.Backend[] bs = {CPU, REF};
                 for (int b = 0; b < 2; b++) {
                     try (Tape t = Tape.on(bs[b], DType.F32, 0)) {
                         Tensor in = t.leaf(x, s);
-                        Tensor y = t.softmax(t.gelu(in), axis);
+                        Tensor gamma = t.leaf(TestSupport.values(Shape.of(s.dim(-1)), 3, 0.5, 1.5, false), Shape.of(s.dim(-1)));
+                        Tensor beta = t.leaf(TestSupport.values(Shape.of(s.dim(-1)), 4, 0, 1, true), Shape.of(s.dim(-1)));
+                        Tensor y = t.softmax(t.gelu(t.layerNorm(in, gamma, beta, 1e-5)), axis);
                         t.backward(t.sum(t.reshape(t.mul(y, t.constant(w, s)), Shape.of(s.size())), 0, false));
                         out[b] = y.toDoubles();
                         grad[b] = t.grad(in).toDoubles();
+                        dGamma[b] = t.grad(gamma).toDoubles();
+                        dBeta[b] = t.grad(beta).toDoubles();
                     }
+                }
+                for (int j = 0; j < s.dim(-1); j++) {
+                    assertEquals(dGamma[1][j], dGamma[0][j], 1e-5, "d gamma[" + j + "] over " + s + " axis " + axis);
+                    assertEquals(dBeta[1][j], dBeta[0][j], 1e-5, "d beta[" + j + "] over " + s + " axis " + axis);
                 }
                 for (int i = 0; i < x.length; i++) {
                     assertEquals(out[1][i], out[0][i], 1e-6, "softmax(gelu(x))[" + i + "] over " + s + " axis " + axis);

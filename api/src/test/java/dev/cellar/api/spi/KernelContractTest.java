@@ -56,7 +56,7 @@ public abstract class KernelContractTest {
     private static final Tol EXACT = new Tol(0, 0, 0);
     /** Every fused kernel name the contract knows the meaning of; see {@link #fusedKernelsEqualTheirComposition}. */
     public static final Set<String> FUSED = Set.of("lstm_step", "lstm_step_backward", "gru_step", "gru_step_backward",
-            "softmax", "softmax_backward", "layer_norm", "cross_entropy", "cross_entropy_backward");
+            "softmax", "softmax_backward", "layer_norm", "layer_norm_backward", "cross_entropy", "cross_entropy_backward");
 
     /** The backend under test. */
     protected abstract Kernels candidate();
@@ -687,7 +687,7 @@ public abstract class KernelContractTest {
                 .map(name -> DynamicTest.dynamicTest(name, () -> {
                     int[][] dims = switch (name) {
                         case "softmax", "softmax_backward" -> new int[][] {{1, 1}, {5, 70}, {64, 129}};
-                        case "layer_norm" -> new int[][] {{1, 1}, {6, 33}, {64, 257}, {6, 33, 3}};
+                        case "layer_norm", "layer_norm_backward" -> new int[][] {{1, 1}, {6, 33}, {64, 257}, {6, 33, 3}};
                         case "cross_entropy", "cross_entropy_backward" -> new int[][] {{1, 1}, {5, 70}, {64, 129}, {3, 5000}};
                         default -> new int[][] {{1, 1}, {3, 5}, {64, 96}};
                     };
@@ -809,6 +809,7 @@ public abstract class KernelContractTest {
         int[] ids = null; // an I32 input after them (cross_entropy's targets)
         Storage[] want; // composition on the reference
         double[] sumAbs = null; // for layer_norm
+        double[][] sumAbsEach = null; // per output, for layer_norm_backward
         switch (name) {
             case "lstm_step", "lstm_step_backward" -> {
                 double[] gates = uniform(r, 4 * n, -6, 6, 0); // saturating and linear regions
@@ -917,6 +918,48 @@ public abstract class KernelContractTest {
                     }
                 }
             }
+            case "layer_norm_backward" -> {
+                double[] x = uniform(r, n, -3, 3, 0);
+                for (int j = 0; j < cols; j++) {
+                    x[j] = 1 + 1e-2 * x[j]; // a row of small variance
+                }
+                x = roundToFloat(x);
+                double[] gamma = roundToFloat(uniform(r, cols, -2, 2, 0)), dy = roundToFloat(uniform(r, n, -1, 1, 0));
+                in = new double[][] {x, gamma, dy};
+                double eps = Math.pow(10, -(dims.length > 2 ? dims[2] : 5));
+                // y = xhat gamma + beta, xhat = (x - mean) rstd: the textbook backward, in F64
+                double[] dx = new double[n], dgamma = new double[cols], dbeta = new double[cols];
+                double[] aDx = new double[n], aDg = new double[cols], aDb = new double[cols];
+                for (int i = 0; i < rows; i++) {
+                    double mean = 0, var = 0;
+                    for (int j = 0; j < cols; j++) {
+                        mean += x[i * cols + j] / cols;
+                    }
+                    for (int j = 0; j < cols; j++) {
+                        var += (x[i * cols + j] - mean) * (x[i * cols + j] - mean) / cols;
+                    }
+                    double rstd = 1 / Math.sqrt(var + eps), gMean = 0, gxMean = 0, gAbs = 0;
+                    double[] xh = new double[cols];
+                    for (int j = 0; j < cols; j++) {
+                        xh[j] = (x[i * cols + j] - mean) * rstd;
+                        double gj = dy[i * cols + j] * gamma[j];
+                        gMean += gj / cols;
+                        gxMean += gj * xh[j] / cols;
+                        gAbs += Math.abs(gj) * (1 + Math.abs(xh[j])) / cols;
+                        dgamma[j] += dy[i * cols + j] * xh[j];
+                        dbeta[j] += dy[i * cols + j];
+                        aDg[j] += Math.abs(dy[i * cols + j] * xh[j]) * 4; // xhat itself carries a few roundings
+                        aDb[j] += Math.abs(dy[i * cols + j]);
+                    }
+                    for (int j = 0; j < cols; j++) {
+                        double gj = dy[i * cols + j] * gamma[j];
+                        dx[i * cols + j] = rstd * (gj - gMean - xh[j] * gxMean);
+                        aDx[i * cols + j] = rstd * (Math.abs(gj) + gAbs * (1 + Math.abs(xh[j]))) * 4;
+                    }
+                }
+                want = new Storage[] {g.in(dx), put(reference(), DType.F64, dgamma), put(reference(), DType.F64, dbeta)};
+                sumAbsEach = new double[][] {aDx, aDg, aDb};
+            }
             case "cross_entropy", "cross_entropy_backward" -> {
                 double[] x = uniform(r, n, -6, 6, 0);
                 x[0] = 80; // large logits must not overflow
@@ -968,7 +1011,8 @@ public abstract class KernelContractTest {
         }
         k.fused(name).orElseThrow().apply(inputs, outputs, dims);
         for (int j = 0; j < want.length; j++) {
-            assertClose(what + " output " + j, F32, g.read(want[j]), k.readDoubles(outputs[j]), sumAbs, cols);
+            assertClose(what + " output " + j, F32, g.read(want[j]), k.readDoubles(outputs[j]),
+                    sumAbsEach != null ? sumAbsEach[j] : sumAbs, sumAbsEach != null ? Math.max(rows, cols) : cols);
         }
     }
 }

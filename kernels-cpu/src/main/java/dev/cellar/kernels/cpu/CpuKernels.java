@@ -473,6 +473,9 @@ final class CpuKernels extends ReferenceKernels {
      * outputs [dgi, dgh, dh_prev], dims [B, H].
      * {@code softmax}: inputs [x (N, V)], outputs [y (N, V)] along rows, dims [N, V]; {@code softmax_backward}: inputs
      * [y, dy], outputs [dx = y (dy - sum(dy y))], dims [N, V].
+     * {@code layer_norm}: inputs [x (N, D), gamma (D), beta (D)], outputs [y (N, D)], dims [N, D, e] with eps = 10^-e
+     * (e = 5 when absent); {@code layer_norm_backward}: inputs [x, gamma, dy], outputs [dx (N, D), dgamma (D),
+     * dbeta (D)], dims as forward.
      * {@code cross_entropy}: inputs [logits (N, V), targets (N) I32], outputs [loss (N) = lse - logits[target],
      * lse (N) = log sum exp of the row], dims [N, V]. {@code cross_entropy_backward}: inputs [logits, targets, lse,
      * dloss (N)], outputs [dlogits (N, V) = dloss (softmax - one_hot(target))], dims [N, V].
@@ -519,6 +522,18 @@ final class CpuKernels extends ReferenceKernels {
                 int cols = dims[1];
                 rows(dims[0], (long) dims[0] * cols * 4, (r0, r1) -> pw.softmaxBackward(y, dy, dx, cols, r0, r1));
             });
+            case "layer_norm" -> java.util.Optional.of((in, out, dims) -> {
+                checkFused(name, in, 3, out, 1, dims);
+                float[] x = f32(in[0]), gamma = f32(in[1]), beta = f32(in[2]), y = CpuStorage.out(out[0]).f;
+                int cols = dims[1];
+                float eps = layerNormEps(dims);
+                rows(dims[0], (long) dims[0] * cols * 8, (r0, r1) -> layerNorm(x, gamma, beta, y, cols, eps, r0, r1));
+            });
+            case "layer_norm_backward" -> java.util.Optional.of((in, out, dims) -> {
+                checkFused(name, in, 3, out, 3, dims);
+                layerNormBackward(f32(in[0]), f32(in[1]), f32(in[2]), CpuStorage.out(out[0]).f, CpuStorage.out(out[1]).f,
+                        CpuStorage.out(out[2]).f, dims[0], dims[1], layerNormEps(dims));
+            });
             case "cross_entropy" -> java.util.Optional.of((in, out, dims) -> {
                 checkFused(name, in, 2, out, 2, dims);
                 float[] x = f32(in[0]), loss = CpuStorage.out(out[0]).f, lse = CpuStorage.out(out[1]).f;
@@ -535,6 +550,99 @@ final class CpuKernels extends ReferenceKernels {
             });
             default -> java.util.Optional.empty();
         };
+    }
+
+    /** eps = 10^-dims[2] (10^-5 without a third dim), as the layer_norm kernels take it. */
+    private static float layerNormEps(int[] dims) {
+        return (float) Math.pow(10, -(dims.length > 2 ? dims[2] : 5));
+    }
+
+    /** Rows [r0, r1): y = (x - mean) / sqrt(var + eps) gamma + beta, var the biased variance of the row. */
+    private static void layerNorm(float[] x, float[] gamma, float[] beta, float[] y, int cols, float eps, int r0, int r1) {
+        for (int r = r0; r < r1; r++) {
+            int off = r * cols;
+            double sum = 0;
+            for (int j = 0; j < cols; j++) {
+                sum += x[off + j];
+            }
+            float mean = (float) (sum / cols);
+            double sq = 0;
+            for (int j = 0; j < cols; j++) {
+                float d = x[off + j] - mean;
+                sq += d * d;
+            }
+            float rstd = (float) (1 / Math.sqrt(sq / cols + eps));
+            for (int j = 0; j < cols; j++) {
+                y[off + j] = (x[off + j] - mean) * rstd * gamma[j] + beta[j];
+            }
+        }
+    }
+
+    /**
+     * dx, dgamma, dbeta of {@link #layerNorm} from x, gamma and dy: with xhat = (x - mean) rstd and g = dy gamma,
+     * dx = rstd (g - mean(g) - xhat mean(g xhat)), dgamma = sum over rows of dy xhat, dbeta = sum over rows of dy. The
+     * rows are split over the pool, each part summing dgamma and dbeta into its own buffer.
+     */
+    private void layerNormBackward(float[] x, float[] gamma, float[] dy, float[] dx, float[] dgamma, float[] dbeta, int rows,
+                                   int cols, float eps) {
+        int tasks = (long) rows * cols * 12 < PARALLEL_FMAS || rows < 2 ? 1 : Math.min(threads, rows);
+        float[][] part = new float[tasks][2 * cols];
+        java.util.function.IntConsumer body = t -> {
+            float[] acc = part[t];
+            float[] xhat = new float[cols];
+            for (int r = rows * t / tasks, r1 = rows * (t + 1) / tasks; r < r1; r++) {
+                int off = r * cols;
+                double sum = 0;
+                for (int j = 0; j < cols; j++) {
+                    sum += x[off + j];
+                }
+                float mean = (float) (sum / cols);
+                double sq = 0;
+                for (int j = 0; j < cols; j++) {
+                    float d = x[off + j] - mean;
+                    sq += d * d;
+                }
+                float rstd = (float) (1 / Math.sqrt(sq / cols + eps));
+                double gSum = 0, gxSum = 0;
+                for (int j = 0; j < cols; j++) {
+                    float xh = (x[off + j] - mean) * rstd, d = dy[off + j], g = d * gamma[j];
+                    xhat[j] = xh;
+                    gSum += g;
+                    gxSum += g * xh;
+                    acc[j] += d * xh;
+                    acc[cols + j] += d;
+                }
+                float gMean = (float) (gSum / cols), gxMean = (float) (gxSum / cols);
+                for (int j = 0; j < cols; j++) {
+                    dx[off + j] = rstd * (dy[off + j] * gamma[j] - gMean - xhat[j] * gxMean);
+                }
+            }
+        };
+        List<Future<?>> fs = new ArrayList<>(tasks - 1);
+        for (int t = 1; t < tasks; t++) {
+            int task = t;
+            fs.add(pool.submit(() -> body.accept(task)));
+        }
+        body.accept(0);
+        for (Future<?> f : fs) {
+            try {
+                f.get();
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                throw new CellarException("interrupted in a fused kernel");
+            } catch (ExecutionException e) {
+                throw new CellarException("fused kernel failed: " + e.getCause(), e.getCause());
+            }
+        }
+        for (int j = 0; j < cols; j++) {
+            float g = 0, b = 0;
+            for (float[] acc : part) {
+                g += acc[j];
+                b += acc[cols + j];
+            }
+            dgamma[j] = g;
+            dbeta[j] = b;
+        }
     }
 
     /** The I32 targets of a cross_entropy kernel, each checked to be a column of the (N, V) logits. */

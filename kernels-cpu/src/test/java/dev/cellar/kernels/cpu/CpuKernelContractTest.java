@@ -43,6 +43,7 @@ class CpuKernelContractTest extends KernelContractTest {
     @Override
     protected Set<String> expectedFused() {
         return Set.of("lstm_step", "lstm_step_backward", "gru_step", "gru_step_backward", "softmax", "softmax_backward",
+                "layer_norm", "layer_norm_backward",
                 "cross_entropy",
                 "cross_entropy_backward");
     }
