@@ -43,7 +43,10 @@ class MemorySpanProbeTest {
                 split[0], split[1], 1.0, null).run();
         assertTrue(s.validation().natsPerToken() < 1.5, "the LSTM did not learn the copy: " + s.validation());
 
-        MemorySpanProbe.Result r = new MemorySpanProbe(m, Fixtures.CPU, new MemorySpanProbe.Settings(8, 256, 0.1, 0.01, 1))
+        // threshold 0.25 nats: without x[t-4] the loss rises by about 1.1 (ideal) and at least 0.5 (checked below); with
+        // it, this small LSTM is 0.1 nats short of its full-context loss (seen: 0.11 at k = 4), the rest is noise
+        // of +/- 0.02. 0.1 sat on that edge and failed on a run whose last float bits differed.
+        MemorySpanProbe.Result r = new MemorySpanProbe(m, Fixtures.CPU, new MemorySpanProbe.Settings(8, 256, 0.25, 0.01, 1))
                 .run(split[1]);
         assertEquals(16, r.fullContext());
         assertArrayEquals(new int[]{1, 2, 3, 4, 5, 6, 7, 8}, r.ks());
