@@ -1,58 +1,163 @@
 package dev.cellar.kernels.cpu;
 
 import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorSpecies;
 
 /**
- * {@link Pointwise} with the Vector API's TANH and EXP (SVML-backed on x86): a lane-wide tanh costs about 0.5 ns per
- * element here against 13-55 ns for the scalar forms. Rows are processed a vector at a time; a tail shorter than a
- * vector takes {@link ScalarPointwise}. Only loaded when jdk.incubator.vector is in the boot layer.
+ * {@link Pointwise} on the Vector API, bit-reproducible. The exponential is a polynomial (Cephes' expf) built from
+ * lane-wise arithmetic and bit reinterpretation only, not the Vector API's EXP and TANH: those give different last bits
+ * when a method runs interpreted (the Java fallback) than once C2 has compiled it (SVML), so training with one seed
+ * used to differ from run to run. sigmoid and tanh are rational functions of it. Sums across lanes go lane by lane in a
+ * fixed order.
+ *
+ * <p>No vector crosses a method boundary: each activation is one loop over arrays ({@link #expTo}, {@link #sigmoidTo},
+ * {@link #tanhTo}), and the fused steps run them row by row into a per-thread scratch row, then combine. (A helper
+ * returning a vector is not always inlined by C2 on JDK 17 once compiled on its own, and then every vector is boxed.)
+ * Tails shorter than a vector use the same formulas in scalar floats, so every element gets the same value wherever
+ * it falls. Only loaded when jdk.incubator.vector is in the boot layer.
  */
 final class VectorPointwise implements Pointwise {
     private static final VectorSpecies<Float> S = FloatVector.SPECIES_PREFERRED;
     private static final int L = S.length();
+    private static final float EXP_HI = 88.8f;
+    private static final float EXP_LO = -104f;
+    /** 1.5 x 2^23: adding it rounds a float of magnitude below 2^22 to an integer, kept in the low mantissa bits. */
+    private static final float ROUND = 12582912f;
+    private static final int ROUND_BITS = Float.floatToRawIntBits(ROUND);
+    private static final float GELU_C = (float) ReferenceKernels.GELU_C;
+    private static final ThreadLocal<float[]> SCRATCH = ThreadLocal.withInitial(() -> new float[0]);
 
-    /** 1 / (1 + e^-x); e^-x overflows to +inf for very negative x, which gives the right limit 0. */
-    private static FloatVector sig(FloatVector x) {
-        FloatVector one = FloatVector.broadcast(S, 1f);
-        return one.div(x.neg().lanewise(VectorOperators.EXP).add(one));
+    private static float[] scratch(int n) {
+        float[] s = SCRATCH.get();
+        if (s.length < n) {
+            s = new float[n];
+            SCRATCH.set(s);
+        }
+        return s;
     }
 
-    private static FloatVector tanh(FloatVector x) {
-        return x.lanewise(VectorOperators.TANH);
+    // ---------------------------------------------------------------- the three activations
+
+    /**
+     * o[oOff + k] = e^a[aOff + k] for k in [0, n) (in place when the ranges coincide), to a few ulps: x = m ln 2 + r
+     * with m = round(x log2 e), e^r by a degree-6 polynomial, times 2^m built in the exponent bits of two factors
+     * 2^(m/2) 2^(m - m/2), so that overflow gives infinity and underflow goes gradually to 0. NaN stays NaN.
+     */
+    static void expTo(float[] a, int aOff, float[] o, int oOff, int n) {
+        int nv = n - n % L;
+        for (int k = 0; k < nv; k += L) {
+            FloatVector c = FloatVector.fromArray(S, a, aOff + k).max(EXP_LO).min(EXP_HI);
+            FloatVector shifted = c.mul(1.44269504088896341f).add(ROUND);
+            FloatVector mf = shifted.sub(ROUND);
+            FloatVector r = c.sub(mf.mul(0.693359375f)).sub(mf.mul(-2.12194440e-4f));
+            FloatVector y = r.mul(1.9875691500e-4f).add(1.3981999507e-3f).mul(r).add(8.3334519073e-3f).mul(r)
+                    .add(4.1665795894e-2f).mul(r).add(1.6666665459e-1f).mul(r).add(5.0000001201e-1f).mul(r.mul(r)).add(r).add(1f);
+            IntVector m = shifted.reinterpretAsInts().sub(ROUND_BITS);
+            IntVector half = m.lanewise(VectorOperators.ASHR, 1);
+            FloatVector p1 = half.add(127).lanewise(VectorOperators.LSHL, 23).reinterpretAsFloats();
+            FloatVector p2 = m.sub(half).add(127).lanewise(VectorOperators.LSHL, 23).reinterpretAsFloats();
+            y.mul(p1).mul(p2).intoArray(o, oOff + k); // above EXP_HI at least 2^128: infinity
+        }
+        for (int k = nv; k < n; k++) {
+            o[oOff + k] = exp(a[aOff + k]);
+        }
     }
+
+    /** The same formula as {@link #expTo}, one float. */
+    static float exp(float x) {
+        float c = Math.min(Math.max(x, EXP_LO), EXP_HI);
+        float shifted = c * 1.44269504088896341f + ROUND;
+        float mf = shifted - ROUND;
+        float r = c - mf * 0.693359375f - mf * -2.12194440e-4f;
+        float y = (((((1.9875691500e-4f * r + 1.3981999507e-3f) * r + 8.3334519073e-3f) * r + 4.1665795894e-2f) * r
+                + 1.6666665459e-1f) * r + 5.0000001201e-1f) * (r * r) + r + 1f;
+        int m = Float.floatToRawIntBits(shifted) - ROUND_BITS, half = m >> 1;
+        return y * Float.intBitsToFloat((half + 127) << 23) * Float.intBitsToFloat((m - half + 127) << 23);
+    }
+
+    /** o = 1 / (1 + e^-a) over [0, n). */
+    static void sigmoidTo(float[] a, int aOff, float[] o, int oOff, int n) {
+        int nv = n - n % L;
+        for (int k = 0; k < nv; k += L) {
+            FloatVector.fromArray(S, a, aOff + k).neg().intoArray(o, oOff + k);
+        }
+        for (int k = nv; k < n; k++) {
+            o[oOff + k] = -a[aOff + k];
+        }
+        expTo(o, oOff, o, oOff, n);
+        for (int k = 0; k < nv; k += L) {
+            FloatVector.broadcast(S, 1f).div(FloatVector.fromArray(S, o, oOff + k).add(1f)).intoArray(o, oOff + k);
+        }
+        for (int k = nv; k < n; k++) {
+            o[oOff + k] = 1f / (o[oOff + k] + 1f);
+        }
+    }
+
+    /** o = tanh(a) = 1 - 2 / (e^2a + 1) over [0, n): exact limits, absolute error a few 1e-8. */
+    static void tanhTo(float[] a, int aOff, float[] o, int oOff, int n) {
+        int nv = n - n % L;
+        for (int k = 0; k < nv; k += L) {
+            FloatVector.fromArray(S, a, aOff + k).mul(2f).intoArray(o, oOff + k);
+        }
+        for (int k = nv; k < n; k++) {
+            o[oOff + k] = a[aOff + k] * 2f;
+        }
+        expTo(o, oOff, o, oOff, n);
+        for (int k = 0; k < nv; k += L) {
+            FloatVector two = FloatVector.broadcast(S, 2f);
+            FloatVector.broadcast(S, 1f).sub(two.div(FloatVector.fromArray(S, o, oOff + k).add(1f))).intoArray(o, oOff + k);
+        }
+        for (int k = nv; k < n; k++) {
+            o[oOff + k] = 1f - 2f / (o[oOff + k] + 1f);
+        }
+    }
+
+    // ---------------------------------------------------------------- fused recurrent steps
 
     @Override
     public void lstmForward(float[] g, float[] cp, float[] h, float[] c, int hid, int b0, int b1) {
+        float[] s = scratch(5 * hid); // i, f, g, o, tanh(c)
         int jv = hid - hid % L;
         for (int b = b0; b < b1; b++) {
             int gb = b * 4 * hid, sb = b * hid;
+            sigmoidTo(g, gb, s, 0, 2 * hid);
+            tanhTo(g, gb + 2 * hid, s, 2 * hid, hid);
+            sigmoidTo(g, gb + 3 * hid, s, 3 * hid, hid);
             for (int j = 0; j < jv; j += L) {
-                FloatVector i = sig(FloatVector.fromArray(S, g, gb + j));
-                FloatVector f = sig(FloatVector.fromArray(S, g, gb + hid + j));
-                FloatVector gg = tanh(FloatVector.fromArray(S, g, gb + 2 * hid + j));
-                FloatVector o = sig(FloatVector.fromArray(S, g, gb + 3 * hid + j));
-                FloatVector cn = f.fma(FloatVector.fromArray(S, cp, sb + j), i.mul(gg));
-                cn.intoArray(c, sb + j);
-                o.mul(tanh(cn)).intoArray(h, sb + j);
+                FloatVector i = FloatVector.fromArray(S, s, j), f = FloatVector.fromArray(S, s, hid + j);
+                FloatVector gg = FloatVector.fromArray(S, s, 2 * hid + j);
+                f.fma(FloatVector.fromArray(S, cp, sb + j), i.mul(gg)).intoArray(c, sb + j);
             }
-            ScalarPointwise.lstmForward(g, cp, h, c, hid, b, jv, hid);
+            for (int j = jv; j < hid; j++) {
+                c[sb + j] = Math.fma(s[hid + j], cp[sb + j], s[j] * s[2 * hid + j]);
+            }
+            tanhTo(c, sb, s, 4 * hid, hid);
+            for (int j = 0; j < jv; j += L) {
+                FloatVector.fromArray(S, s, 3 * hid + j).mul(FloatVector.fromArray(S, s, 4 * hid + j)).intoArray(h, sb + j);
+            }
+            for (int j = jv; j < hid; j++) {
+                h[sb + j] = s[3 * hid + j] * s[4 * hid + j];
+            }
         }
     }
 
     @Override
     public void lstmBackward(float[] g, float[] cp, float[] c, float[] dh, float[] dc, float[] dg, float[] dcp, int hid, int b0, int b1) {
+        float[] s = scratch(5 * hid);
         int jv = hid - hid % L;
         FloatVector one = FloatVector.broadcast(S, 1f);
         for (int b = b0; b < b1; b++) {
             int gb = b * 4 * hid, sb = b * hid;
+            sigmoidTo(g, gb, s, 0, 2 * hid);
+            tanhTo(g, gb + 2 * hid, s, 2 * hid, hid);
+            sigmoidTo(g, gb + 3 * hid, s, 3 * hid, hid);
+            tanhTo(c, sb, s, 4 * hid, hid);
             for (int j = 0; j < jv; j += L) {
-                FloatVector i = sig(FloatVector.fromArray(S, g, gb + j));
-                FloatVector f = sig(FloatVector.fromArray(S, g, gb + hid + j));
-                FloatVector gg = tanh(FloatVector.fromArray(S, g, gb + 2 * hid + j));
-                FloatVector o = sig(FloatVector.fromArray(S, g, gb + 3 * hid + j));
-                FloatVector tc = tanh(FloatVector.fromArray(S, c, sb + j));
+                FloatVector i = FloatVector.fromArray(S, s, j), f = FloatVector.fromArray(S, s, hid + j);
+                FloatVector gg = FloatVector.fromArray(S, s, 2 * hid + j), o = FloatVector.fromArray(S, s, 3 * hid + j);
+                FloatVector tc = FloatVector.fromArray(S, s, 4 * hid + j);
                 FloatVector dhj = FloatVector.fromArray(S, dh, sb + j);
                 FloatVector dct = dhj.mul(o).mul(one.sub(tc.mul(tc))).add(FloatVector.fromArray(S, dc, sb + j));
                 dct.mul(gg).mul(i).mul(one.sub(i)).intoArray(dg, gb + j);
@@ -61,36 +166,70 @@ final class VectorPointwise implements Pointwise {
                 dhj.mul(tc).mul(o).mul(one.sub(o)).intoArray(dg, gb + 3 * hid + j);
                 dct.mul(f).intoArray(dcp, sb + j);
             }
-            ScalarPointwise.lstmBackward(g, cp, c, dh, dc, dg, dcp, hid, b, jv, hid);
+            for (int j = jv; j < hid; j++) {
+                float i = s[j], f = s[hid + j], gg = s[2 * hid + j], o = s[3 * hid + j], tc = s[4 * hid + j];
+                float dhj = dh[sb + j];
+                float dct = dhj * o * (1f - tc * tc) + dc[sb + j];
+                dg[gb + j] = dct * gg * i * (1f - i);
+                dg[gb + hid + j] = dct * cp[sb + j] * f * (1f - f);
+                dg[gb + 2 * hid + j] = dct * i * (1f - gg * gg);
+                dg[gb + 3 * hid + j] = dhj * tc * o * (1f - o);
+                dcp[sb + j] = dct * f;
+            }
         }
+    }
+
+    /** r, z (scratch [0, 2H)) and n (scratch [2H, 3H)) of a GRU step for row b. */
+    private static void gruGates(float[] gi, float[] gh, float[] s, int hid, int gb) {
+        int nv2 = 2 * hid - 2 * hid % L;
+        for (int k = 0; k < nv2; k += L) {
+            FloatVector.fromArray(S, gi, gb + k).add(FloatVector.fromArray(S, gh, gb + k)).intoArray(s, k);
+        }
+        for (int k = nv2; k < 2 * hid; k++) {
+            s[k] = gi[gb + k] + gh[gb + k];
+        }
+        sigmoidTo(s, 0, s, 0, 2 * hid);
+        int jv = hid - hid % L;
+        for (int j = 0; j < jv; j += L) {
+            FloatVector.fromArray(S, s, j).fma(FloatVector.fromArray(S, gh, gb + 2 * hid + j), FloatVector.fromArray(S, gi, gb + 2 * hid + j))
+                    .intoArray(s, 2 * hid + j);
+        }
+        for (int j = jv; j < hid; j++) {
+            s[2 * hid + j] = Math.fma(s[j], gh[gb + 2 * hid + j], gi[gb + 2 * hid + j]);
+        }
+        tanhTo(s, 2 * hid, s, 2 * hid, hid);
     }
 
     @Override
     public void gruForward(float[] gi, float[] gh, float[] hp, float[] h, int hid, int b0, int b1) {
+        float[] s = scratch(3 * hid);
         int jv = hid - hid % L;
         for (int b = b0; b < b1; b++) {
             int gb = b * 3 * hid, sb = b * hid;
+            gruGates(gi, gh, s, hid, gb);
             for (int j = 0; j < jv; j += L) {
-                FloatVector r = sig(FloatVector.fromArray(S, gi, gb + j).add(FloatVector.fromArray(S, gh, gb + j)));
-                FloatVector z = sig(FloatVector.fromArray(S, gi, gb + hid + j).add(FloatVector.fromArray(S, gh, gb + hid + j)));
-                FloatVector n = tanh(r.fma(FloatVector.fromArray(S, gh, gb + 2 * hid + j), FloatVector.fromArray(S, gi, gb + 2 * hid + j)));
+                FloatVector z = FloatVector.fromArray(S, s, hid + j), n = FloatVector.fromArray(S, s, 2 * hid + j);
                 z.fma(FloatVector.fromArray(S, hp, sb + j).sub(n), n).intoArray(h, sb + j);
             }
-            ScalarPointwise.gruForward(gi, gh, hp, h, hid, b, jv, hid);
+            for (int j = jv; j < hid; j++) {
+                float z = s[hid + j], n = s[2 * hid + j];
+                h[sb + j] = Math.fma(z, hp[sb + j] - n, n);
+            }
         }
     }
 
     @Override
     public void gruBackward(float[] gi, float[] gh, float[] hp, float[] dh, float[] dgi, float[] dgh, float[] dhp, int hid, int b0, int b1) {
+        float[] s = scratch(3 * hid);
         int jv = hid - hid % L;
         FloatVector one = FloatVector.broadcast(S, 1f);
         for (int b = b0; b < b1; b++) {
             int gb = b * 3 * hid, sb = b * hid;
+            gruGates(gi, gh, s, hid, gb);
             for (int j = 0; j < jv; j += L) {
-                FloatVector r = sig(FloatVector.fromArray(S, gi, gb + j).add(FloatVector.fromArray(S, gh, gb + j)));
-                FloatVector z = sig(FloatVector.fromArray(S, gi, gb + hid + j).add(FloatVector.fromArray(S, gh, gb + hid + j)));
+                FloatVector r = FloatVector.fromArray(S, s, j), z = FloatVector.fromArray(S, s, hid + j);
+                FloatVector n = FloatVector.fromArray(S, s, 2 * hid + j);
                 FloatVector ghn = FloatVector.fromArray(S, gh, gb + 2 * hid + j);
-                FloatVector n = tanh(r.fma(ghn, FloatVector.fromArray(S, gi, gb + 2 * hid + j)));
                 FloatVector d = FloatVector.fromArray(S, dh, sb + j);
                 FloatVector dz = d.mul(FloatVector.fromArray(S, hp, sb + j).sub(n)).mul(z).mul(one.sub(z));
                 FloatVector dn = d.mul(one.sub(z)).mul(one.sub(n.mul(n)));
@@ -103,161 +242,175 @@ final class VectorPointwise implements Pointwise {
                 dn.mul(r).intoArray(dgh, gb + 2 * hid + j);
                 d.mul(z).intoArray(dhp, sb + j);
             }
-            ScalarPointwise.gruBackward(gi, gh, hp, dh, dgi, dgh, dhp, hid, b, jv, hid);
+            for (int j = jv; j < hid; j++) {
+                float r = s[j], z = s[hid + j], n = s[2 * hid + j], ghn = gh[gb + 2 * hid + j], d = dh[sb + j];
+                float dz = d * (hp[sb + j] - n) * z * (1f - z);
+                float dn = d * (1f - z) * (1f - n * n);
+                float dr = dn * ghn * r * (1f - r);
+                dgi[gb + j] = dr;
+                dgh[gb + j] = dr;
+                dgi[gb + hid + j] = dz;
+                dgh[gb + hid + j] = dz;
+                dgi[gb + 2 * hid + j] = dn;
+                dgh[gb + 2 * hid + j] = dn * r;
+                dhp[sb + j] = d * z;
+            }
         }
     }
 
+    // ---------------------------------------------------------------- elementwise
+
     @Override
     public void tanh(float[] a, float[] o, int i0, int n) {
-        int iv = n - (n - i0) % L;
-        for (int i = i0; i < iv; i += L) {
-            tanh(FloatVector.fromArray(S, a, i)).intoArray(o, i);
-        }
-        ScalarPointwise.tanhRange(a, o, iv, n);
+        tanhTo(a, i0, o, i0, n - i0);
     }
 
     @Override
     public void sigmoid(float[] a, float[] o, int i0, int n) {
-        int iv = n - (n - i0) % L;
-        for (int i = i0; i < iv; i += L) {
-            sig(FloatVector.fromArray(S, a, i)).intoArray(o, i);
-        }
-        ScalarPointwise.sigmoidRange(a, o, iv, n);
+        sigmoidTo(a, i0, o, i0, n - i0);
     }
 
     @Override
     public void exp(float[] a, float[] o, int i0, int n) {
-        int iv = n - (n - i0) % L;
-        for (int i = i0; i < iv; i += L) {
-            FloatVector.fromArray(S, a, i).lanewise(VectorOperators.EXP).intoArray(o, i);
-        }
-        ScalarPointwise.expRange(a, o, iv, n);
+        expTo(a, i0, o, i0, n - i0);
     }
 
-    @Override
-    public void crossEntropy(float[] x, int[] t, float[] loss, float[] lse, int cols, int r0, int r1) {
-        int cv = cols - cols % L;
-        for (int r = r0; r < r1; r++) {
-            int off = r * cols;
-            float m = Float.NEGATIVE_INFINITY;
-            if (cv > 0) {
-                FloatVector mv = FloatVector.fromArray(S, x, off);
-                for (int j = L; j < cv; j += L) {
-                    mv = mv.max(FloatVector.fromArray(S, x, off + j));
-                }
-                m = mv.reduceLanes(VectorOperators.MAX);
-            }
-            for (int j = cv; j < cols; j++) {
-                m = Math.max(m, x[off + j]);
-            }
-            FloatVector sv = FloatVector.zero(S);
-            for (int j = 0; j < cv; j += L) {
-                sv = sv.add(FloatVector.fromArray(S, x, off + j).sub(m).lanewise(VectorOperators.EXP));
-            }
-            double sum = sv.reduceLanes(VectorOperators.ADD);
-            for (int j = cv; j < cols; j++) {
-                sum += Math.exp(x[off + j] - m);
-            }
-            double l = m + Math.log(sum);
-            lse[r] = (float) l;
-            loss[r] = (float) (l - x[off + t[r]]);
-        }
-    }
-
-    @Override
-    public void crossEntropyBackward(float[] x, int[] t, float[] lse, float[] d, float[] dx, int cols, int r0, int r1) {
-        int cv = cols - cols % L;
-        for (int r = r0; r < r1; r++) {
-            int off = r * cols;
-            float l = lse[r], g = d[r];
-            for (int j = 0; j < cv; j += L) {
-                FloatVector.fromArray(S, x, off + j).sub(l).lanewise(VectorOperators.EXP).mul(g).intoArray(dx, off + j);
-            }
-            for (int j = cv; j < cols; j++) {
-                dx[off + j] = g * (float) Math.exp(x[off + j] - l);
-            }
-            dx[off + t[r]] -= g;
-        }
-    }
-
-    private static final float GELU_C = (float) ReferenceKernels.GELU_C;
-
-    @Override
-    public void gelu(float[] a, float[] o, int i0, int n) {
+    /** o = c (x + 0.044715 x^3), the argument of GELU's tanh. */
+    private static void geluArg(float[] a, float[] o, int i0, int n) {
         int iv = n - (n - i0) % L;
         for (int i = i0; i < iv; i += L) {
             FloatVector x = FloatVector.fromArray(S, a, i);
-            FloatVector t = tanh(x.mul(x).mul(0.044715f).add(1f).mul(x).mul(GELU_C));
-            x.mul(0.5f).mul(t.add(1f)).intoArray(o, i);
+            x.mul(x).mul(0.044715f).add(1f).mul(x).mul(GELU_C).intoArray(o, i);
         }
-        new ScalarPointwise().gelu(a, o, iv, n);
+        for (int i = iv; i < n; i++) {
+            float x = a[i];
+            o[i] = (x * x * 0.044715f + 1f) * x * GELU_C;
+        }
+    }
+
+    @Override
+    public void gelu(float[] a, float[] o, int i0, int n) {
+        geluArg(a, o, i0, n);
+        tanhTo(o, i0, o, i0, n - i0);
+        int iv = n - (n - i0) % L;
+        for (int i = i0; i < iv; i += L) {
+            FloatVector.fromArray(S, a, i).mul(0.5f).mul(FloatVector.fromArray(S, o, i).add(1f)).intoArray(o, i);
+        }
+        for (int i = iv; i < n; i++) {
+            o[i] = a[i] * 0.5f * (o[i] + 1f);
+        }
     }
 
     @Override
     public void geluGrad(float[] a, float[] o, int i0, int n) {
+        geluArg(a, o, i0, n);
+        tanhTo(o, i0, o, i0, n - i0);
         int iv = n - (n - i0) % L;
-        for (int i = i0; i < iv; i += L) {
-            FloatVector x = FloatVector.fromArray(S, a, i);
-            FloatVector x2 = x.mul(x);
-            FloatVector t = tanh(x2.mul(0.044715f).add(1f).mul(x).mul(GELU_C));
-            // 0.5 (1 + t) + 0.5 x (1 - t^2) c (1 + 3 0.044715 x^2)
-            FloatVector right = x.mul(0.5f).mul(t.mul(t).neg().add(1f)).mul(GELU_C).mul(x2.mul(3 * 0.044715f).add(1f));
+        for (int i = i0; i < iv; i += L) { // 0.5 (1 + t) + 0.5 x (1 - t^2) c (1 + 3 0.044715 x^2)
+            FloatVector x = FloatVector.fromArray(S, a, i), t = FloatVector.fromArray(S, o, i);
+            FloatVector right = x.mul(0.5f).mul(t.mul(t).neg().add(1f)).mul(GELU_C).mul(x.mul(x).mul(3 * 0.044715f).add(1f));
             t.add(1f).mul(0.5f).add(right).intoArray(o, i);
         }
-        new ScalarPointwise().geluGrad(a, o, iv, n);
+        for (int i = iv; i < n; i++) {
+            float x = a[i], t = o[i];
+            float right = x * 0.5f * (-(t * t) + 1f) * GELU_C * (x * x * (3 * 0.044715f) + 1f);
+            o[i] = (t + 1f) * 0.5f + right;
+        }
+    }
+
+    // ---------------------------------------------------------------- rows: softmax and cross-entropy
+
+    /** The largest element of x[off, off + n). */
+    private static float max(float[] x, int off, int n) {
+        int nv = n - n % L;
+        float m = Float.NEGATIVE_INFINITY;
+        if (nv > 0) {
+            FloatVector mv = FloatVector.fromArray(S, x, off);
+            for (int j = L; j < nv; j += L) {
+                mv = mv.max(FloatVector.fromArray(S, x, off + j));
+            }
+            m = mv.reduceLanes(VectorOperators.MAX); // exact in any order
+        }
+        for (int j = nv; j < n; j++) {
+            m = Math.max(m, x[off + j]);
+        }
+        return m;
+    }
+
+    /** o[oOff + k] = x[xOff + k] - shift. */
+    private static void shifted(float[] x, int xOff, float shift, float[] o, int oOff, int n) {
+        int nv = n - n % L;
+        for (int k = 0; k < nv; k += L) {
+            FloatVector.fromArray(S, x, xOff + k).sub(shift).intoArray(o, oOff + k);
+        }
+        for (int k = nv; k < n; k++) {
+            o[oOff + k] = x[xOff + k] - shift;
+        }
+    }
+
+    /** The sum of y[off, off + n): vector partial sums, then the lanes and the tail in a fixed order. */
+    private static double sum(float[] y, int off, int n) {
+        int nv = n - n % L;
+        double s = 0;
+        if (nv > 0) {
+            FloatVector acc = FloatVector.fromArray(S, y, off);
+            for (int k = L; k < nv; k += L) {
+                acc = acc.add(FloatVector.fromArray(S, y, off + k));
+            }
+            float[] lanes = new float[L];
+            acc.intoArray(lanes, 0);
+            for (float f : lanes) {
+                s += f;
+            }
+        }
+        for (int k = nv; k < n; k++) {
+            s += y[off + k];
+        }
+        return s;
+    }
+
+    /** o *= f over [off, off + n). */
+    private static void scale(float[] o, int off, float f, int n) {
+        int nv = n - n % L;
+        for (int k = 0; k < nv; k += L) {
+            FloatVector.fromArray(S, o, off + k).mul(f).intoArray(o, off + k);
+        }
+        for (int k = nv; k < n; k++) {
+            o[off + k] *= f;
+        }
     }
 
     @Override
     public void softmax(float[] x, float[] y, int cols, int r0, int r1) {
-        int cv = cols - cols % L;
         for (int r = r0; r < r1; r++) {
             int off = r * cols;
-            float m = Float.NEGATIVE_INFINITY;
-            if (cv > 0) {
-                FloatVector mv = FloatVector.fromArray(S, x, off);
-                for (int j = L; j < cv; j += L) {
-                    mv = mv.max(FloatVector.fromArray(S, x, off + j));
-                }
-                m = mv.reduceLanes(VectorOperators.MAX);
-            }
-            for (int j = cv; j < cols; j++) {
-                m = Math.max(m, x[off + j]);
-            }
-            FloatVector sv = FloatVector.zero(S);
-            for (int j = 0; j < cv; j += L) {
-                FloatVector e = FloatVector.fromArray(S, x, off + j).sub(m).lanewise(VectorOperators.EXP);
-                e.intoArray(y, off + j);
-                sv = sv.add(e);
-            }
-            double sum = sv.reduceLanes(VectorOperators.ADD);
-            for (int j = cv; j < cols; j++) {
-                float e = (float) Math.exp(x[off + j] - m);
-                y[off + j] = e;
-                sum += e;
-            }
-            float inv = (float) (1 / sum);
-            for (int j = 0; j < cv; j += L) {
-                FloatVector.fromArray(S, y, off + j).mul(inv).intoArray(y, off + j);
-            }
-            for (int j = cv; j < cols; j++) {
-                y[off + j] *= inv;
-            }
+            shifted(x, off, max(x, off, cols), y, off, cols);
+            expTo(y, off, y, off, cols);
+            scale(y, off, (float) (1 / sum(y, off, cols)), cols);
         }
     }
 
     @Override
     public void softmaxBackward(float[] y, float[] dy, float[] dx, int cols, int r0, int r1) {
         int cv = cols - cols % L;
+        float[] lanes = new float[L];
         for (int r = r0; r < r1; r++) {
             int off = r * cols;
-            FloatVector acc = FloatVector.zero(S);
-            for (int j = 0; j < cv; j += L) {
-                acc = FloatVector.fromArray(S, dy, off + j).fma(FloatVector.fromArray(S, y, off + j), acc);
+            double dot = 0;
+            if (cv > 0) {
+                FloatVector acc = FloatVector.zero(S);
+                for (int j = 0; j < cv; j += L) {
+                    acc = FloatVector.fromArray(S, dy, off + j).fma(FloatVector.fromArray(S, y, off + j), acc);
+                }
+                acc.intoArray(lanes, 0);
+                for (float f : lanes) {
+                    dot += f;
+                }
             }
-            float d = acc.reduceLanes(VectorOperators.ADD);
             for (int j = cv; j < cols; j++) {
-                d += dy[off + j] * y[off + j];
+                dot += dy[off + j] * y[off + j];
             }
+            float d = (float) dot;
             for (int j = 0; j < cv; j += L) {
                 FloatVector yv = FloatVector.fromArray(S, y, off + j);
                 yv.mul(FloatVector.fromArray(S, dy, off + j).sub(d)).intoArray(dx, off + j);
@@ -265,6 +418,31 @@ final class VectorPointwise implements Pointwise {
             for (int j = cv; j < cols; j++) {
                 dx[off + j] = y[off + j] * (dy[off + j] - d);
             }
+        }
+    }
+
+    @Override
+    public void crossEntropy(float[] x, int[] t, float[] loss, float[] lse, int cols, int r0, int r1) {
+        float[] s = scratch(cols);
+        for (int r = r0; r < r1; r++) {
+            int off = r * cols;
+            float m = max(x, off, cols);
+            shifted(x, off, m, s, 0, cols);
+            expTo(s, 0, s, 0, cols);
+            double l = m + Math.log(sum(s, 0, cols));
+            lse[r] = (float) l;
+            loss[r] = (float) (l - x[off + t[r]]);
+        }
+    }
+
+    @Override
+    public void crossEntropyBackward(float[] x, int[] t, float[] lse, float[] d, float[] dx, int cols, int r0, int r1) {
+        for (int r = r0; r < r1; r++) {
+            int off = r * cols;
+            shifted(x, off, lse[r], dx, off, cols);
+            expTo(dx, off, dx, off, cols);
+            scale(dx, off, d[r], cols);
+            dx[off + t[r]] -= d[r];
         }
     }
 }
