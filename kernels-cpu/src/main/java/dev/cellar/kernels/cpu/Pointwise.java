@@ -3,7 +3,7 @@ package dev.cellar.kernels.cpu;
 /**
  * The transcendental-heavy F32 loops: fused LSTM/GRU steps (see {@link CpuKernels#fused}) and tanh, sigmoid, exp.
  * Each method covers rows {@code [b0, b1)} of a batch (or elements {@code [0, n)}) so callers can split it over threads.
- * {@link ScalarPointwise} is the portable form; {@link VectorPointwise} uses the Vector API's tanh and exp.
+ * {@link ScalarPointwise} is the portable form; {@link VectorPointwise} vectorises them, bit-reproducibly.
  */
 interface Pointwise {
     /** h, c from gates (B, 4H; order i, f, g, o) and c_prev. */
