@@ -101,6 +101,7 @@ public final class Tape implements Ops, AutoCloseable {
     private Var alloc(Shape shape, DType dt) {
         Var v = new Var(shape, dt, k, k.allocate(dt, shape.size()), null);
         v.depth = depth;
+        v.gradTemp = inBackward;
         owned.add(v);
         return v;
     }
@@ -113,6 +114,7 @@ public final class Tape implements Ops, AutoCloseable {
     private Var allocFull(Shape shape, DType dt) {
         Var v = new Var(shape, dt, k, k.empty(dt, shape.size()), null);
         v.depth = depth;
+        v.gradTemp = inBackward;
         owned.add(v);
         return v;
     }
@@ -946,6 +948,7 @@ public final class Tape implements Ops, AutoCloseable {
             Var o = view(outVars[i], outVars[i].shape);
             result.add(record(o, g -> {
                 pending[oi] = g;
+                root(g).retained = true;
                 for (int j = 0; j < pending.length; j++) {
                     if (j != oi && result.get(j) instanceof Var r && r.node != null && pending[j] == null && gradsLeft.contains(r)) {
                         return new Var[in.length]; // wait for the other outputs' gradients
@@ -1002,6 +1005,7 @@ public final class Tape implements Ops, AutoCloseable {
         }
         boolean was = gradEnabled;
         gradEnabled = false;
+        inBackward = true;
         try {
             Map<Var, Var> grads = new IdentityHashMap<>();
             accumulate(grads, o, go);
@@ -1013,6 +1017,7 @@ public final class Tape implements Ops, AutoCloseable {
                 if (g == null) {
                     continue;
                 }
+                unref(g);
                 gradsLeft.remove(v);
                 Var[] ins = v.node.inputs();
                 Var[] gs = v.node.backward().apply(g);
@@ -1024,11 +1029,50 @@ public final class Tape implements Ops, AutoCloseable {
                         }
                     }
                 }
+                // the consumed gradient and the ones added into other buffers are dead unless a gradient still refers
+                // to their storage: back to the pool now, so the next nodes reuse them (peak memory, allocation rate)
+                releaseIfDead(g);
+                for (Var x : gs) {
+                    if (x != null) {
+                        releaseIfDead(x);
+                    }
+                }
             }
             gradsLeft.clear();
+            gradRefs.clear();
             dropGraph();
         } finally {
             gradEnabled = was;
+            inBackward = false;
+        }
+    }
+
+    /** Storages of the gradients pending in backward, with how many of them refer to each. */
+    private final Map<Storage, int[]> gradRefs = new IdentityHashMap<>();
+    private boolean inBackward;
+
+    private static Var root(Var x) {
+        while (x.base != null) {
+            x = x.base;
+        }
+        return x;
+    }
+
+    private void ref(Var g) {
+        gradRefs.computeIfAbsent(g.storage, s -> new int[1])[0]++;
+    }
+
+    private void unref(Var g) {
+        int[] n = gradRefs.get(g.storage);
+        if (n != null && --n[0] == 0) {
+            gradRefs.remove(g.storage);
+        }
+    }
+
+    private void releaseIfDead(Var x) {
+        Var r = root(x);
+        if (r.gradTemp && !r.retained && !r.kept && r.storage != null && !gradRefs.containsKey(r.storage)) {
+            release(r);
         }
     }
 
@@ -1047,16 +1091,20 @@ public final class Tape implements Ops, AutoCloseable {
         Var old = grads.get(target);
         if (old == null && !(g instanceof Var.Partial)) {
             grads.put(target, g);
+            ref(g);
             return;
         }
         if (old == null || !old.ownedGrad) { // a buffer of our own that later contributions update in place
             Var sum = alloc(target.shape, target.dtype);
             sum.ownedGrad = true;
+            grads.put(target, sum);
+            ref(sum);
             if (old != null) {
                 addInto(sum.storage, sum.shape, old);
+                unref(old);
+                releaseIfDead(old);
             }
             old = sum;
-            grads.put(target, sum);
         }
         addInto(old.storage, old.shape, g);
     }
@@ -1069,6 +1117,7 @@ public final class Tape implements Ops, AutoCloseable {
             k.copy(buffer, p.offset, p.strides, region.storage, 0, cs, p.shape);
             k.binary(Binary.ADD, region.storage, cs, p.storage, cs, region.storage, p.shape);
             k.copy(region.storage, 0, cs, buffer, p.offset, p.strides, p.shape);
+            release(region);
             return;
         }
         int[] st = shape.strides();

@@ -23,6 +23,10 @@ class Var implements Tensor {
     boolean kept;
     /** A gradient buffer that backward allocated itself and may therefore update in place. */
     boolean ownedGrad;
+    /** Allocated during backward: a gradient or a temporary of one, released as soon as no gradient refers to it. */
+    boolean gradTemp;
+    /** A gradient a multi-output custom op holds until its other outputs' gradients arrive: never released early. */
+    boolean retained;
 
     Var(Shape shape, DType dtype, Kernels kernels, Storage storage, Var base) {
         this.shape = shape;
