@@ -1020,6 +1020,7 @@ public final class Tape implements Ops, AutoCloseable {
                 unref(g);
                 gradsLeft.remove(v);
                 Var[] ins = v.node.inputs();
+                int mark = owned.size();
                 Var[] gs = v.node.backward().apply(g);
                 for (int j = 0; j < ins.length; j++) {
                     if (ins[j] != null && ins[j].requiresGrad && gs[j] != null) {
@@ -1029,13 +1030,16 @@ public final class Tape implements Ops, AutoCloseable {
                         }
                     }
                 }
-                // the consumed gradient and the ones added into other buffers are dead unless a gradient still refers
-                // to their storage: back to the pool now, so the next nodes reuse them (peak memory, allocation rate)
+                // the consumed gradient, the ones added into other buffers and the node's temporaries are dead unless a
+                // gradient still refers to their storage: back to the pool now, so the next nodes reuse them
                 releaseIfDead(g);
                 for (Var x : gs) {
                     if (x != null) {
                         releaseIfDead(x);
                     }
+                }
+                for (int a = mark; a < owned.size(); a++) { // the node's own temporaries (1 - y^2 for tanh, ...)
+                    releaseIfDead(owned.get(a));
                 }
             }
             gradsLeft.clear();
@@ -1211,6 +1215,11 @@ public final class Tape implements Ops, AutoCloseable {
     /** The number of buffers this tape currently owns (for tests of ownership). */
     int ownedCount() {
         return owned.size();
+    }
+
+    /** The number of owned buffers not yet released (for tests of early release). */
+    int liveCount() {
+        return (int) owned.stream().filter(x -> x.storage != null).count();
     }
 
     Storage storageOf(Tensor t) {
