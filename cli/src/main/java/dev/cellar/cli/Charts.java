@@ -82,12 +82,42 @@ final class Charts {
         c.getStyler().setPlotGridLinesVisible(true);
     }
 
+    /**
+     * Draws a small chart in memory, so that AWT, its fonts and ImageIO are set up now. A command that may have to draw
+     * after Ctrl-C calls this first: once the JVM is shutting down, AWT cannot start (it registers shutdown hooks).
+     */
+    static void warmUp() {
+        XYChart c = new XYChartBuilder().width(64).height(48).title("warm-up").xAxisTitle("x").yAxisTitle("y").build();
+        style(c);
+        c.addSeries("s", new double[]{0, 1}, new double[]{1, 0});
+        encode(List.of(c), new java.io.ByteArrayOutputStream());
+    }
+
+    /** Writes next to {@code png} first and then moves it in place, so a failure never leaves a broken plot. */
     private static void write(Path png, List<XYChart> charts) {
-        System.setProperty("java.awt.headless", "true");
-        try (OutputStream out = Files.newOutputStream(png)) {
-            BitmapEncoder.saveBitmap(charts, charts.size(), 1, out, BitmapEncoder.BitmapFormat.PNG);
+        Path tmp = png.resolveSibling(png.getFileName() + ".tmp");
+        try {
+            try (OutputStream out = Files.newOutputStream(tmp)) {
+                encode(charts, out);
+            }
+            Files.move(tmp, png, java.nio.file.StandardCopyOption.REPLACE_EXISTING, java.nio.file.StandardCopyOption.ATOMIC_MOVE);
         } catch (IOException e) {
             throw new CellarException("cannot write " + png + ": " + e.getMessage());
+        } finally {
+            try {
+                Files.deleteIfExists(tmp);
+            } catch (IOException ignored) {
+                // the plot itself was written or reported; a stray .tmp is harmless
+            }
+        }
+    }
+
+    private static void encode(List<XYChart> charts, OutputStream out) {
+        System.setProperty("java.awt.headless", "true");
+        try {
+            BitmapEncoder.saveBitmap(charts, charts.size(), 1, out, BitmapEncoder.BitmapFormat.PNG);
+        } catch (IOException e) {
+            throw new CellarException("cannot draw the plot: " + e.getMessage());
         }
     }
 }

@@ -194,6 +194,7 @@ final class CompareCommand implements Callable<Integer> {
             }
             io.err().printf("comparing %s on %s: %,d train / %,d validation tokens, vocabulary %d (%s), backend %s%n",
                     String.join(", ", cells), data, split[0].length, split[1].length, tok.vocabSize(), tok.kind(), be.description());
+            Charts.warmUp(); // the plot may have to be drawn after Ctrl-C, when AWT can no longer start
             CountDownLatch done = new CountDownLatch(1);
             Thread hook = new Thread(() -> {
                 cmp.requestStop();

@@ -296,7 +296,21 @@ final class TrainCommand implements Callable<Integer> {
                 bar = new ProgressBarBuilder().setTaskName("").setInitialMax(totalSteps)
                         .setStyle(ProgressBarStyle.ASCII).setUpdateIntervalMillis(500).startsFrom(resumedStep, java.time.Duration.ZERO)
                         .setEtaFunction(st -> eta().map(x -> java.time.Duration.ofSeconds(Math.round(x))))
-                        .setConsumer(new ConsoleProgressBarConsumer(System.err)).build();
+                        .setConsumer(new ConsoleProgressBarConsumer(System.err, width())).build();
+            }
+        }
+
+        /**
+         * The bar's width: $COLUMNS - 1, else 79. Given explicitly so the progress bar never opens a JLine terminal, whose
+         * signal handlers swallow Ctrl-C (seen: a train ran to the end) or kill the JVM without its shutdown hooks
+         * (seen: compare died by SIGINT), and Ctrl-C must stop training with a checkpoint.
+         */
+        static int width() {
+            try {
+                int c = Integer.parseInt(System.getenv().getOrDefault("COLUMNS", "").trim());
+                return c > 20 ? c - 1 : 79;
+            } catch (NumberFormatException e) {
+                return 79;
             }
         }
 
