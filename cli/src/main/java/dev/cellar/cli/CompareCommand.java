@@ -43,7 +43,7 @@ final class CompareCommand implements Callable<Integer> {
     @Option(names = "--force", description = "replace the comparison already in --out")
     boolean force;
     @Option(names = "--resume", description = "continue the comparison in --out: each model from its last checkpoint"
-            + " (finished ones are only validated and sampled again); give the same settings it was started with")
+            + " (finished ones are taken from their result.json as they are); give the same settings it was started with")
     boolean resume;
     @Option(names = "--tokenizer", defaultValue = "char", description = "char, word or bpe")
     String tokenizer;
@@ -131,8 +131,9 @@ final class CompareCommand implements Callable<Integer> {
         if (Files.exists(out) && !Files.isDirectory(out)) {
             throw new UsageException("--out " + out + " is a file; pass a directory");
         }
-        if (resume && cells.stream().noneMatch(c -> Files.exists(out.resolve(c).resolve("last.safetensors")))) {
-            throw new UsageException("--resume: --out " + out + " holds no checkpoint of " + String.join(", ", cells)
+        if (resume && cells.stream().noneMatch(c -> Files.exists(out.resolve(c).resolve("last.safetensors"))
+                || Files.exists(out.resolve(c).resolve(Comparison.RESULT)))) {
+            throw new UsageException("--resume: --out " + out + " holds no checkpoint or result of " + String.join(", ", cells)
                     + " to continue; check --out and --cells, or drop --resume to start the comparison");
         }
         if (!force && !resume && holdsComparison()) {
@@ -148,7 +149,7 @@ final class CompareCommand implements Callable<Integer> {
             }
         }
         for (String c : cells) {
-            if (TrainCommand.holdsRun(out.resolve(c))) {
+            if (TrainCommand.holdsRun(out.resolve(c)) || Files.exists(out.resolve(c).resolve(Comparison.RESULT))) {
                 return true;
             }
         }
@@ -190,6 +191,7 @@ final class CompareCommand implements Callable<Integer> {
                         Files.deleteIfExists(out.resolve(c).resolve(f));
                     }
                     Files.deleteIfExists(out.resolve(c).resolve(Comparison.CURVE));
+                    Files.deleteIfExists(out.resolve(c).resolve(Comparison.RESULT));
                 }
             }
             io.err().printf("comparing %s on %s: %,d train / %,d validation tokens, vocabulary %d (%s), backend %s%n",
@@ -216,6 +218,14 @@ final class CompareCommand implements Callable<Integer> {
                                 resume && Files.exists(runDir.resolve("last.safetensors")) ? ", resuming from its last checkpoint" : "");
                         progress = new TrainCommand.Progress(io, epochs, (long) batch * seq, budget);
                         return progress;
+                    }
+
+                    @Override
+                    public void reused(int index, int count, Comparison.Entry e) {
+                        io.err().printf("[%d/%d] %s finished earlier: %,d steps (%.2f epochs) in %s, validation %s (from %s)%n",
+                                index + 1, count, e.cell(), e.summary().steps(), e.epochs(), TrainCommand.clock(e.wallSeconds()),
+                                e.validation() == null ? "none" : String.format("%.4f nats/token", e.validation().natsPerToken()),
+                                e.runDir().resolve(Comparison.RESULT));
                     }
 
                     @Override

@@ -190,7 +190,7 @@ class CompareCommandTest {
 
     @Test
     void resumeContinuesTheComparisonAndReportsEveryModel() throws IOException {
-        assertUsage(compare(data, out, "--cells", "rnn", "--resume"), "--resume", "holds no checkpoint of rnn", "drop --resume");
+        assertUsage(compare(data, out, "--cells", "rnn", "--resume"), "--resume", "holds no checkpoint or result of rnn", "drop --resume");
         assertEquals(0, compare(data, out, "--cells", "rnn", "--epochs", "1").code());
         long steps = JSON.readTree(out.resolve("results.json").toFile()).get("models").get(0).get("steps").asLong();
         assertUsage(compare(data, out, "--cells", "rnn", "--resume", "--force"), "pass one of them");
@@ -204,6 +204,12 @@ class CompareCommandTest {
         assertEquals(2 * steps, models.get(0).get("steps").asLong(), "rnn trained its second epoch on top of the first");
         assertEquals(2 * steps, models.get(1).get("steps").asLong());
         assertTrue(Files.exists(out.resolve("rnn").resolve("curve.jsonl")));
+
+        String before = Files.readString(out.resolve("results.json"));
+        r = compare(data, out, "--cells", "rnn,gru", "--epochs", "2", "--resume");
+        assertEquals(0, r.code(), r.err());
+        assertTrue(r.err().contains("[1/2] rnn finished earlier") && r.err().contains("[2/2] gru finished earlier"), r.err());
+        assertEquals(before, Files.readString(out.resolve("results.json")), "finished models are reported from their result.json as they were");
     }
 
     @Test

@@ -14,6 +14,7 @@ import java.io.Writer;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
 import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -31,13 +32,17 @@ import java.util.SplittableRandom;
  * <p>Each run directory also gets {@code curve.jsonl}: the validation points with their wall-clock time and a line
  * per {@code last.safetensors} checkpoint. With {@code resume}, a model whose run directory holds a
  * {@code last.safetensors} continues from it (weights, optimizer moments, data position, carried state, training
- * time and wall-clock time so far), so a long comparison can be stopped and continued; a finished model is only
- * validated and sampled again.
+ * time and wall-clock time so far), so a long comparison can be stopped and continued. A model that finished gets
+ * {@code result.json} (its {@link Entry} and the settings it was trained with); resumed with the same settings it is
+ * taken from there as it is, without training, validating or sampling again and without needing its checkpoint, so a
+ * comparison can be assembled from runs made at different times or on different machines.
  */
 public final class Comparison {
     public static final String PROMPT = "To be or not to be";
     /** The file in each run directory that keeps the loss curve with wall-clock times across resumes. */
     public static final String CURVE = "curve.jsonl";
+    /** The file in each run directory that records a finished model's {@link Entry} and settings. */
+    public static final String RESULT = "result.json";
     private static final ObjectMapper JSON = new ObjectMapper();
 
     private final Map<String, CellProvider> cells;
@@ -87,6 +92,10 @@ public final class Comparison {
         TrainListener begin(int index, int count, LanguageModel model, Path runDir);
 
         default void end(Entry entry) {
+        }
+
+        /** A finished model taken from its {@link #RESULT} on resume instead of being trained. */
+        default void reused(int index, int count, Entry entry) {
         }
     }
 
@@ -172,6 +181,13 @@ public final class Comparison {
             Trainer.Config c = s.training();
             Trainer.Config cfg = new Trainer.Config(c.batch(), c.seq(), c.lr(), c.epochs(), c.clipNorm(), c.timeBudgetSeconds(),
                     c.seed(), c.evalEvery(), c.checkpointEvery(), dir);
+            Map<String, Object> fingerprint = fingerprint(s, m);
+            Entry done = resume ? finished(dir, cell, fingerprint) : null;
+            if (done != null) {
+                out.add(done);
+                listener.reused(i, models.size(), done);
+                continue;
+            }
             Checkpoints.Loaded ck = resume ? resumable(dir, m) : null;
             if (ck != null) {
                 m = ck.model();
@@ -208,16 +224,135 @@ public final class Comparison {
             Entry e = new Entry(cell, dir, m.parameterCount(), sum, (double) sum.steps() / windows, wall,
                     sum.tokens() / Math.max(1e-9, sum.trainSeconds()), v,
                     v == null ? Double.NaN : Math.exp(v.natsPerToken() / wpt), sample, note, List.copyOf(curve.points));
+            if (!sum.stoppedEarly() && !stop) {
+                writeResult(dir, fingerprint, e);
+            }
             out.add(e);
             listener.end(e);
         }
         return out;
     }
 
+    /** The settings a model's result depends on: a finished run is reused only when they are all the same. */
+    private Map<String, Object> fingerprint(Settings s, LanguageModel m) {
+        Trainer.Config c = s.training();
+        Map<String, Object> f = new LinkedHashMap<>();
+        f.put("model", describe(m.config(), tokenizer));
+        f.put("dropout", m.config().dropout());
+        f.put("train_tokens", train.length);
+        f.put("validation_tokens", val.length);
+        f.put("batch", c.batch());
+        f.put("seq", c.seq());
+        f.put("lr", c.lr());
+        f.put("epochs", c.epochs());
+        f.put("time_budget_s", c.timeBudgetSeconds());
+        f.put("clip", c.clipNorm());
+        f.put("seed", c.seed());
+        f.put("eval_every", c.evalEvery());
+        f.put("sample_length", s.sampleLength());
+        f.put("temperature", s.temperature());
+        try { // through text, so numbers compare as they read back from the file
+            return JSON.readValue(JSON.writeValueAsString(f), LinkedHashMap.class);
+        } catch (IOException e) {
+            throw new IllegalStateException(e);
+        }
+    }
+
+    private static void writeResult(Path dir, Map<String, Object> fingerprint, Entry e) {
+        Map<String, Object> o = new LinkedHashMap<>();
+        o.put("settings", fingerprint);
+        o.put("parameters", e.parameters());
+        Trainer.Summary sum = e.summary();
+        o.put("steps", sum.steps());
+        o.put("whole_epochs", sum.epochs());
+        o.put("tokens", sum.tokens());
+        o.put("train_seconds", sum.trainSeconds());
+        o.put("last_loss", sum.lastLoss());
+        o.put("epochs", e.epochs());
+        o.put("wall_seconds", e.wallSeconds());
+        o.put("tokens_per_second", e.tokensPerSecond());
+        Evaluator.Result v = e.validation();
+        if (v != null) {
+            o.put("val_nats_per_token", v.natsPerToken());
+            o.put("val_bits_per_char", v.bitsPerChar());
+            o.put("val_perplexity_per_token", v.perplexity());
+            o.put("val_tokens", v.tokens());
+        }
+        o.put("val_perplexity_per_word", Double.isNaN(e.perplexityPerWord()) ? null : e.perplexityPerWord());
+        o.put("sample", e.sample());
+        o.put("sample_note", e.sampleNote());
+        Path path = dir.resolve(RESULT), tmp = dir.resolve(RESULT + ".tmp");
+        try {
+            JSON.writerWithDefaultPrettyPrinter().writeValue(tmp.toFile(), o);
+            Files.move(tmp, path, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+        } catch (IOException x) {
+            throw new CellarException("cannot write " + path + ": " + x.getMessage(), x);
+        }
+    }
+
+    /**
+     * The entry recorded in {@code dir/result.json} when it was trained with these settings; null when there is none,
+     * or when it differs but a checkpoint can continue the run. Different settings and no checkpoint are an error, so a
+     * resume never silently retrains over a finished run.
+     */
+    private Entry finished(Path dir, String cell, Map<String, Object> fingerprint) {
+        Path path = dir.resolve(RESULT);
+        if (!Files.exists(path)) {
+            return null;
+        }
+        JsonNode o;
+        try {
+            o = JSON.readTree(path.toFile());
+        } catch (IOException e) {
+            throw new CellarException("cannot read " + path + ": " + e.getMessage() + "; delete it to train that model again", e);
+        }
+        if (o == null || !o.path("settings").equals(JSON.valueToTree(fingerprint))) {
+            if (Files.exists(dir.resolve("last.safetensors"))) {
+                return null;
+            }
+            throw new CellarException(path + " holds a model finished with other settings (" + o.path("settings")
+                    + "); pass the settings it was trained with, or --force to start over");
+        }
+        Evaluator.Result v = o.has("val_nats_per_token") ? new Evaluator.Result(o.get("val_nats_per_token").asDouble(),
+                o.get("val_bits_per_char").asDouble(), o.get("val_perplexity_per_token").asDouble(), o.get("val_tokens").asLong())
+                : null;
+        Trainer.Summary sum = new Trainer.Summary(o.get("steps").asLong(), o.get("whole_epochs").asInt(), o.get("tokens").asLong(),
+                o.get("train_seconds").asDouble(), o.get("last_loss").asDouble(), v, false, dir.resolve("last.safetensors"));
+        return new Entry(cell, dir, o.get("parameters").asLong(), sum,
+                o.get("epochs").asDouble(), o.get("wall_seconds").asDouble(), o.get("tokens_per_second").asDouble(), v,
+                o.path("val_perplexity_per_word").isNumber() ? o.get("val_perplexity_per_word").asDouble() : Double.NaN,
+                o.path("sample").isTextual() ? o.get("sample").asText() : null,
+                o.path("sample_note").isTextual() ? o.get("sample_note").asText() : null, readCurve(dir.resolve(CURVE)));
+    }
+
+    /** The validation points of a {@link #CURVE} file. */
+    static List<Point> readCurve(Path path) {
+        List<Point> points = new ArrayList<>();
+        if (!Files.exists(path)) {
+            return points;
+        }
+        try {
+            for (String line : Files.readAllLines(path, StandardCharsets.UTF_8)) {
+                JsonNode n = line.isBlank() ? null : JSON.readTree(line);
+                if (n != null && n.has("val_loss")) {
+                    points.removeIf(q -> q.step() == n.get("step").asLong());
+                    points.add(new Point(n.get("step").asLong(), n.get("wall_s").asDouble(), n.get("train_s").asDouble(),
+                            n.get("val_loss").asDouble()));
+                }
+            }
+        } catch (IOException e) {
+            throw new CellarException("cannot read " + path + ": " + e.getMessage(), e);
+        }
+        return points;
+    }
+
     /** Fails, before any training, when a run directory holds a checkpoint that resume could not continue. */
     public void checkResumable(Settings s, List<LanguageModel> models) {
         for (LanguageModel m : models) {
-            resumable(s.training().outDir().resolve(m.config().cell()), m);
+            Path dir = s.training().outDir().resolve(m.config().cell());
+            if (finished(dir, m.config().cell(), fingerprint(s, m)) == null) {
+                resumable(dir, m);
+            }
         }
     }
 

@@ -82,6 +82,54 @@ class ComparisonTest {
         assertTrue(es.get(0).sampleNote().startsWith("no sample"), "the corpus has no 'T': " + es.get(0).sampleNote());
         assertNull(es.get(0).sample());
         assertTrue(Files.notExists(dir.resolve("lstm")));
+        assertTrue(Files.notExists(dir.resolve("gru").resolve(Comparison.RESULT)), "a stopped model has no result yet");
+    }
+
+    @Test
+    void aFinishedModelIsTakenFromItsResultEvenWithoutItsCheckpoint(@TempDir Path dir) throws Exception {
+        String text = "To be or not to be\n" + Fixtures.corpus();
+        Tokenizer tok = CharTokenizer.fit(text);
+        int[][] split = Corpus.split(tok.encode(text), 0.9);
+        Comparison.Settings s = settings(List.of("rnn"), dir);
+        Comparison first = new Comparison(Fixtures.CELLS, Fixtures.REF, tok, split[0], split[1]);
+        Comparison.Entry want = first.run(s, first.models(s), (index, count, m, runDir) -> null).get(0);
+        assertTrue(Files.exists(dir.resolve("rnn").resolve(Comparison.RESULT)));
+        Files.delete(dir.resolve("rnn/last.safetensors")); // as when only the small files of a run were kept
+        Files.delete(dir.resolve("rnn/best.safetensors"));
+
+        Comparison second = new Comparison(Fixtures.CELLS, Fixtures.REF, tok, split[0], split[1]);
+        List<String> reused = new ArrayList<>();
+        Comparison.Entry got = second.run(s, second.models(s), new Comparison.Listener() {
+            @Override
+            public TrainListener begin(int index, int count, LanguageModel m, Path runDir) {
+                throw new AssertionError("a finished model is not trained again");
+            }
+
+            @Override
+            public void reused(int index, int count, Comparison.Entry e) {
+                reused.add(index + "/" + count + " " + e.cell());
+            }
+        }, true).get(0);
+        assertEquals(List.of("0/1 rnn"), reused);
+        assertEquals(want.cell(), got.cell());
+        assertEquals(want.parameters(), got.parameters());
+        assertEquals(want.summary().steps(), got.summary().steps());
+        assertEquals(want.summary().tokens(), got.summary().tokens());
+        assertEquals(want.summary().lastLoss(), got.summary().lastLoss(), 0.0);
+        assertEquals(want.epochs(), got.epochs(), 0.0);
+        assertEquals(want.wallSeconds(), got.wallSeconds(), 0.0);
+        assertEquals(want.tokensPerSecond(), got.tokensPerSecond(), 0.0);
+        assertEquals(want.validation(), got.validation());
+        assertEquals(want.perplexityPerWord(), got.perplexityPerWord(), 0.0);
+        assertEquals(want.sample(), got.sample());
+        assertEquals(want.curve(), got.curve());
+
+        Comparison.Settings longer = new Comparison.Settings(List.of("rnn"), 1, 8, 0, Map.of("heads", "2"),
+                new Trainer.Config(4, 12, 0.01, 2, 0, 0, 3, 10, 0, dir), 10, 0.8);
+        Comparison third = new Comparison(Fixtures.CELLS, Fixtures.REF, tok, split[0], split[1]);
+        String msg = assertThrows(dev.cellar.api.CellarException.class,
+                () -> third.checkResumable(longer, third.models(longer))).getMessage();
+        assertTrue(msg.contains(Comparison.RESULT) && msg.contains("other settings") && msg.contains("--force"), msg);
     }
 
     @Test
