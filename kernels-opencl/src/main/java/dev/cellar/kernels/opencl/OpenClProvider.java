@@ -24,7 +24,10 @@ public final class OpenClProvider implements BackendProvider {
     private final Supplier<List<ClDevice>> devices;
 
     public OpenClProvider() {
-        this(ClDevice::list);
+        this(() -> {
+            OpenClLoader.require(); // before JOCL, which prints its own load failure to stdout
+            return ClDevice.list();
+        });
     }
 
     /** For tests: {@code devices} stands in for the JOCL device listing and may throw what JOCL throws. */
@@ -98,6 +101,9 @@ public final class OpenClProvider implements BackendProvider {
 
     /** Why the probe failed, in words a user can act on. */
     static String reason(Throwable t) {
+        if (t instanceof OpenClLoader.Missing) {
+            return t.getMessage() + "; " + INSTALL_HINT;
+        }
         if (t instanceof UnsatisfiedLinkError || t instanceof NoClassDefFoundError
                 || t instanceof ExceptionInInitializerError) {
             return "the JOCL native library (or libOpenCL.so) cannot load: " + t + "; " + INSTALL_HINT;

@@ -7,7 +7,10 @@ import dev.cellar.api.spi.Backends;
 import dev.cellar.kernels.opencl.internal.ClDevice;
 import org.jocl.CLException;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
 
+import java.nio.file.Files;
+import java.nio.file.Path;
 import java.util.List;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -30,6 +33,25 @@ class OpenClProviderTest {
         assertFalse(a.ok());
         assertTrue(a.reason().contains("JOCL native library"), a.reason());
         assertTrue(a.reason().contains("pocl-opencl-icd"), a.reason());
+    }
+
+    @Test
+    void aMissingIcdLoaderIsReportedBeforeJoclIsTouched() {
+        Availability a = new OpenClProvider(() -> {
+            throw new OpenClLoader.Missing();
+        }).probe();
+        assertFalse(a.ok());
+        assertTrue(a.reason().startsWith("no OpenCL ICD loader: libOpenCL.so.1 is not installed"), a.reason());
+        assertTrue(a.reason().contains("apt-get install pocl-opencl-icd ocl-icd-libopencl1"), a.reason());
+    }
+
+    @Test
+    void theIcdLoaderIsFoundInTheLinkerCacheOrALibraryDirectory(@TempDir Path dir) throws Exception {
+        assertTrue(OpenClLoader.present("Mac OS X", List.of(), ""), "only Linux is checked");
+        assertTrue(OpenClLoader.present("Linux", List.of(), "\0libOpenCL.so.1\0/usr/lib/x86_64-linux-gnu/libOpenCL.so.1\0"));
+        assertFalse(OpenClLoader.present("Linux", List.of(dir), "\0libc.so.6\0"));
+        Files.createFile(dir.resolve("libOpenCL.so.1"));
+        assertTrue(OpenClLoader.present("Linux", List.of(dir.resolve("elsewhere"), dir), ""));
     }
 
     @Test
