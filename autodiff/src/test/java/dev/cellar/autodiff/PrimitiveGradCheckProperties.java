@@ -65,32 +65,32 @@ class PrimitiveGradCheckProperties {
     }
 
     // ---------------------------------------------------------------- binary, broadcasting
-    @Property(tries = TRIES)
+    @Property(seed = "1", tries = TRIES)
     void add(@ForAll("broadcastPairs") Shape[] s, @ForAll long seed) {
         binary(s, seed, 0.1, 2, true, (o, t) -> o.add(t[0], t[1]));
     }
 
-    @Property(tries = TRIES)
+    @Property(seed = "1", tries = TRIES)
     void sub(@ForAll("broadcastPairs") Shape[] s, @ForAll long seed) {
         binary(s, seed, 0.1, 2, true, (o, t) -> o.sub(t[0], t[1]));
     }
 
-    @Property(tries = TRIES)
+    @Property(seed = "1", tries = TRIES)
     void mul(@ForAll("broadcastPairs") Shape[] s, @ForAll long seed) {
         binary(s, seed, 0.1, 2, true, (o, t) -> o.mul(t[0], t[1]));
     }
 
-    @Property(tries = TRIES)
+    @Property(seed = "1", tries = TRIES)
     void div(@ForAll("broadcastPairs") Shape[] s, @ForAll long seed) {
         binary(s, seed, 0.5, 2, true, (o, t) -> o.div(t[0], t[1]));
     }
 
-    @Property(tries = TRIES)
+    @Property(seed = "1", tries = TRIES)
     void pow(@ForAll("broadcastPairs") Shape[] s, @ForAll long seed) {
         binary(s, seed, 0.5, 2, false, (o, t) -> o.pow(t[0], t[1]));
     }
 
-    @Property(tries = TRIES)
+    @Property(seed = "1", tries = TRIES)
     void maximum(@ForAll("shapes") Shape s, @ForAll long seed) {
         // b = a + offset with |offset| >= 0.1 so no ties
         check(List.of(Input.of("a", s, values(s, seed, 0.1, 2, true)), Input.of("d", s, values(s, seed + 1, 0.1, 1, true))),
@@ -98,60 +98,60 @@ class PrimitiveGradCheckProperties {
     }
 
     // ---------------------------------------------------------------- unary
-    @Property(tries = TRIES)
+    @Property(seed = "1", tries = TRIES)
     void neg(@ForAll("shapes") Shape s, @ForAll long seed) {
         unary(s, seed, 0, 2, true, Ops::neg);
     }
 
-    @Property(tries = TRIES)
+    @Property(seed = "1", tries = TRIES)
     void exp(@ForAll("shapes") Shape s, @ForAll long seed) {
         unary(s, seed, 0, 2, true, Ops::exp);
     }
 
-    @Property(tries = TRIES)
+    @Property(seed = "1", tries = TRIES)
     void log(@ForAll("shapes") Shape s, @ForAll long seed) {
         unary(s, seed, 0.2, 3, false, Ops::log);
     }
 
-    @Property(tries = TRIES)
+    @Property(seed = "1", tries = TRIES)
     void tanh(@ForAll("shapes") Shape s, @ForAll long seed) {
         unary(s, seed, 0, 2, true, Ops::tanh);
     }
 
-    @Property(tries = TRIES)
+    @Property(seed = "1", tries = TRIES)
     void sigmoid(@ForAll("shapes") Shape s, @ForAll long seed) {
         unary(s, seed, 0, 3, true, Ops::sigmoid);
     }
 
-    @Property(tries = TRIES)
+    @Property(seed = "1", tries = TRIES)
     void relu(@ForAll("shapes") Shape s, @ForAll long seed) {
         unary(s, seed, 0.05, 2, true, Ops::relu);
     }
 
-    @Property(tries = TRIES)
+    @Property(seed = "1", tries = TRIES)
     void gelu(@ForAll("shapes") Shape s, @ForAll long seed) {
         unary(s, seed, 0, 3, true, Ops::gelu);
     }
 
-    @Property(tries = TRIES)
+    @Property(seed = "1", tries = TRIES)
     void sqrt(@ForAll("shapes") Shape s, @ForAll long seed) {
         unary(s, seed, 0.2, 3, false, Ops::sqrt);
     }
 
     // ---------------------------------------------------------------- reductions
-    @Property(tries = TRIES)
+    @Property(seed = "1", tries = TRIES)
     void sumAxis(@ForAll("shapes") Shape s, @ForAll @IntRange(min = 0, max = 2) int axis, @ForAll boolean keep, @ForAll long seed) {
         int a = axis % s.rank();
         unary(s, seed, 0, 2, true, (o, x) -> o.sum(x, a, keep));
     }
 
-    @Property(tries = TRIES)
+    @Property(seed = "1", tries = TRIES)
     void meanAxis(@ForAll("shapes") Shape s, @ForAll @IntRange(min = 0, max = 2) int axis, @ForAll boolean keep, @ForAll long seed) {
         int a = -1 - axis % s.rank();
         unary(s, seed, 0, 2, true, (o, x) -> o.mean(x, a, keep));
     }
 
-    @Property(tries = TRIES)
+    @Property(seed = "1", tries = TRIES)
     void maxAxis(@ForAll("shapes") Shape s, @ForAll @IntRange(min = 0, max = 2) int axis, @ForAll boolean keep, @ForAll long seed) {
         int a = axis % s.rank();
         // distinct values: a permutation of well-separated numbers
@@ -167,20 +167,20 @@ class PrimitiveGradCheckProperties {
         check(List.of(Input.of("x", s, v)), (o, t) -> o.max(t.get(0), a, keep));
     }
 
-    @Property(tries = TRIES)
+    @Property(seed = "1", tries = TRIES)
     void sumAndMeanAll(@ForAll("shapes") Shape s, @ForAll long seed) {
         unary(s, seed, 0, 2, true, (o, x) -> o.add(o.sum(x), o.mean(x)));
     }
 
     // ---------------------------------------------------------------- linear algebra
-    @Property(tries = TRIES)
+    @Property(seed = "1", tries = TRIES)
     void matmulShared(@ForAll @IntRange(min = 1, max = 3) int batch, @ForAll @IntRange(min = 1, max = 3) int m,
                       @ForAll @IntRange(min = 1, max = 3) int k, @ForAll @IntRange(min = 1, max = 3) int n, @ForAll long seed) {
         Shape a = Shape.of(batch, m, k), b = Shape.of(k, n);
         binaryShapes(a, b, seed, (o, t) -> o.matmul(t[0], t[1]));
     }
 
-    @Property(tries = TRIES)
+    @Property(seed = "1", tries = TRIES)
     void matmulBatchedBroadcast(@ForAll @IntRange(min = 1, max = 3) int batch, @ForAll boolean broadcastA,
                                 @ForAll @IntRange(min = 1, max = 3) int m, @ForAll @IntRange(min = 1, max = 3) int k,
                                 @ForAll @IntRange(min = 1, max = 3) int n, @ForAll long seed) {
@@ -188,7 +188,7 @@ class PrimitiveGradCheckProperties {
         binaryShapes(a, b, seed, (o, t) -> o.matmul(t[0], t[1]));
     }
 
-    @Property(tries = TRIES)
+    @Property(seed = "1", tries = TRIES)
     void linear(@ForAll @IntRange(min = 1, max = 3) int rows, @ForAll @IntRange(min = 1, max = 4) int in,
                 @ForAll @IntRange(min = 1, max = 4) int out, @ForAll long seed) {
         Shape x = Shape.of(rows, in), w = Shape.of(out, in), b = Shape.of(out);
@@ -201,7 +201,7 @@ class PrimitiveGradCheckProperties {
     }
 
     // ---------------------------------------------------------------- shape
-    @Property(tries = TRIES)
+    @Property(seed = "1", tries = TRIES)
     void reshapePermuteTranspose(@ForAll @IntRange(min = 1, max = 3) int a, @ForAll @IntRange(min = 1, max = 3) int b,
                                  @ForAll @IntRange(min = 1, max = 3) int c, @ForAll long seed) {
         Shape s = Shape.of(a, b, c);
@@ -209,7 +209,7 @@ class PrimitiveGradCheckProperties {
                 o.constant(values(Shape.of(c, b, a), seed + 9, 0.5, 1.5, false), Shape.of(c, b, a))));
     }
 
-    @Property(tries = TRIES)
+    @Property(seed = "1", tries = TRIES)
     void sliceConcatSplitStack(@ForAll("shapes") Shape s, @ForAll @IntRange(min = 0, max = 2) int axis, @ForAll long seed) {
         int a = axis % s.rank();
         int len = s.dim(a);
@@ -222,14 +222,14 @@ class PrimitiveGradCheckProperties {
         });
     }
 
-    @Property(tries = TRIES)
+    @Property(seed = "1", tries = TRIES)
     void expand(@ForAll("broadcastPairs") Shape[] s, @ForAll long seed) {
         Shape target = Shape.broadcast(s[0], s[1]);
         unary(s[1], seed, 0, 2, true, (o, x) -> o.mul(o.expand(x, target), o.constant(values(target, seed, 0.5, 1.5, false), target)));
     }
 
     // ---------------------------------------------------------------- indexing, masking, regularisation
-    @Property(tries = TRIES)
+    @Property(seed = "1", tries = TRIES)
     void embeddingWithRepeatedIds(@ForAll @IntRange(min = 1, max = 4) int vocab, @ForAll @IntRange(min = 1, max = 3) int dim,
                                   @ForAll @IntRange(min = 1, max = 6) int n, @ForAll long seed) {
         java.util.SplittableRandom r = new java.util.SplittableRandom(seed);
@@ -242,7 +242,7 @@ class PrimitiveGradCheckProperties {
                 (o, in) -> o.embedding(in.get(0), in.get(1)));
     }
 
-    @Property(tries = TRIES)
+    @Property(seed = "1", tries = TRIES)
     void where(@ForAll("shapes") Shape s, @ForAll long seed) {
         double[] cond = values(s, seed + 5, 0, 1, false);
         for (int i = 0; i < cond.length; i++) {
@@ -252,23 +252,23 @@ class PrimitiveGradCheckProperties {
                 (o, t) -> o.where(o.constant(cond, s), t.get(0), t.get(1)));
     }
 
-    @Property(tries = TRIES)
+    @Property(seed = "1", tries = TRIES)
     void dropoutWithFixedSeed(@ForAll("shapes") Shape s, @ForAll long seed) {
         unary(s, seed, 0, 2, true, (o, x) -> o.dropout(x, 0.3));
     }
 
     // ---------------------------------------------------------------- composed
-    @Property(tries = TRIES)
+    @Property(seed = "1", tries = TRIES)
     void softmax(@ForAll("shapes") Shape s, @ForAll long seed) {
         unary(s, seed, 0, 3, true, (o, x) -> o.softmax(x, -1));
     }
 
-    @Property(tries = TRIES)
+    @Property(seed = "1", tries = TRIES)
     void logSoftmax(@ForAll("shapes") Shape s, @ForAll long seed) {
         unary(s, seed, 0, 3, true, (o, x) -> o.logSoftmax(x, 0));
     }
 
-    @Property(tries = TRIES)
+    @Property(seed = "1", tries = TRIES)
     void crossEntropy(@ForAll @IntRange(min = 1, max = 3) int b, @ForAll @IntRange(min = 1, max = 3) int t,
                       @ForAll @IntRange(min = 1, max = 5) int v, @ForAll long seed) {
         java.util.SplittableRandom r = new java.util.SplittableRandom(seed);
@@ -281,7 +281,7 @@ class PrimitiveGradCheckProperties {
                 (o, in) -> o.crossEntropy(in.get(0), in.get(1)));
     }
 
-    @Property(tries = TRIES)
+    @Property(seed = "1", tries = TRIES)
     void layerNorm(@ForAll @IntRange(min = 1, max = 3) int rows, @ForAll @IntRange(min = 2, max = 5) int d, @ForAll long seed) {
         Shape x = Shape.of(rows, d), g = Shape.of(d);
         check(List.of(Input.of("x", x, values(x, seed, 0, 2, true)), Input.of("gamma", g, values(g, seed + 1, 0.5, 1.5, false)),
@@ -289,7 +289,7 @@ class PrimitiveGradCheckProperties {
                 (o, t) -> o.layerNorm(t.get(0), t.get(1), t.get(2), 1e-5));
     }
 
-    @Property(tries = TRIES)
+    @Property(seed = "1", tries = TRIES)
     void customOp(@ForAll("shapes") Shape s, @ForAll long seed) {
         unary(s, seed, 0, 2, true, (o, x) -> o.add(o.custom(new Cube(), x).get(0), x));
     }

@@ -36,7 +36,7 @@ class AllCellsContractProperties {
     }
 
     /** Each try checks every provider, so every cell gets all 12 generated size combinations. */
-    @Property(tries = 12)
+    @Property(seed = "1", tries = 12)
     void gradcheckSequence(@ForAll @IntRange(min = 1, max = 3) int b, @ForAll @IntRange(min = 1, max = 3) int t,
                            @ForAll @IntRange(min = 1, max = 4) int in, @ForAll @IntRange(min = 1, max = 4) int h,
                            @ForAll long seed) {
@@ -45,7 +45,7 @@ class AllCellsContractProperties {
         }
     }
 
-    @Property(tries = 12)
+    @Property(seed = "1", tries = 12)
     void gradcheckStepWithState(@ForAll @IntRange(min = 1, max = 3) int b, @ForAll @IntRange(min = 1, max = 4) int in,
                                 @ForAll @IntRange(min = 1, max = 4) int h, @ForAll long seed) {
         for (CellProvider p : providers()) {

@@ -47,7 +47,7 @@ class CheckpointFuzzProperties {
         }
     }
 
-    @Property(tries = 1500)
+    @Property(seed = "1", tries = 1500)
     void byteFlips(@ForAll long seed, @ForAll @IntRange(min = 1, max = 8) int flips) {
         byte[] b = VALID.clone();
         SplittableRandom r = new SplittableRandom(seed);
@@ -59,20 +59,20 @@ class CheckpointFuzzProperties {
         mustLoadOrFailCleanly(b);
     }
 
-    @Property(tries = 400)
+    @Property(seed = "1", tries = 400)
     void truncations(@ForAll @IntRange(min = 0, max = 100_000) int cut) {
         int n = cut % VALID.length;
         mustLoadOrFailCleanly(java.util.Arrays.copyOf(VALID, n));
     }
 
-    @Property(tries = 300)
+    @Property(seed = "1", tries = 300)
     void headerLengthEdits(@ForAll long length) {
         byte[] b = VALID.clone();
         ByteBuffer.wrap(b, 0, 8).order(ByteOrder.LITTLE_ENDIAN).putLong(length);
         mustLoadOrFailCleanly(b);
     }
 
-    @Property(tries = 500)
+    @Property(seed = "1", tries = 500)
     void jsonEdits(@ForAll long seed) {
         int n = headerLength();
         String header = new String(VALID, 8, n, java.nio.charset.StandardCharsets.UTF_8);

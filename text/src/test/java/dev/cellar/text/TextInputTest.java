@@ -43,13 +43,13 @@ class TextInputTest {
         assertTrue(assertThrows(CellarException.class, () -> new Batcher(new int[10], 4, 5)).getMessage().contains("too few"));
     }
 
-    @Property(tries = 100)
+    @Property(seed = "1", tries = 100)
     void charTokenizerRoundTrips(@ForAll String text) {
         Tokenizer tok = CharTokenizer.fit(text);
         assertEquals(text, tok.decode(tok.encode(text)));
     }
 
-    @Property(tries = 60)
+    @Property(seed = "1", tries = 60)
     void bpeRoundTripsAnyText(@ForAll String text) {
         Tokenizer tok = BpeTokenizer.fit(Fixtures.corpus(), 300);
         assertEquals(text, tok.decode(tok.encode(text)));
