@@ -54,6 +54,7 @@ if [ ! -f "$ref/bench_lm.py" ] || [ ! -f "$ref/env.sh" ] || ! "$py" -c 'import t
   die "the PyTorch reference is not set up in $ref; run: bash $ref/setup.sh (or set CELLAR_TORCH_BENCH)"
 fi
 [ -f "$torch_bench/../data/tinyshakespeare.txt" ] || die "bench_lm.py needs $torch_bench/../data/tinyshakespeare.txt: file not found"
+[ -x /usr/bin/time ] || die "/usr/bin/time (GNU time) measures PyTorch's peak memory; install it: apt-get install time"
 jar=$repo/cli/target/cellar.jar
 [ -f "$jar" ] || die "$jar not found; build it with: (cd $repo && mvn -q -DskipTests package -pl cli -am)"
 
@@ -84,6 +85,8 @@ run() {
 cellar() { java "${java_opts[@]}" -jar "$jar" "$@"; }
 # shellcheck source=/dev/null
 torch_py() { (source "$ref/env.sh" && exec "$py" "$@"); }   # OpenBLAS for torch unless BLAS=ref
+# the same, with the peak resident memory (KiB, GNU time's %M) written to $1
+torch_py_rss() { local rss=$1; shift; (source "$ref/env.sh" && exec /usr/bin/time -f '%M' -o "$rss" "$py" "$@"); }
 
 echo "measuring ${cell_list[*]} and GEMM, $threads threads$([ $quick = 1 ] && echo ', --quick'):" >&2
 for c in "${cell_list[@]}"; do
@@ -91,7 +94,7 @@ for c in "${cell_list[@]}"; do
     cellar bench --cell "$c" --backend "$backend" --threads "$threads" --steps $steps --warmup $warmup --sample $sample \
     --sample-reps $torch_sample_reps --json
   run "bench_lm.py --mode throughput --cells $c" "$tmp/torch-train-$c.log" \
-    torch_py "$ref/bench_lm.py" --mode throughput --cells "$c" --threads "$threads" --steps $steps --warmup $warmup \
+    torch_py_rss "$tmp/torch-train-$c.rss" "$ref/bench_lm.py" --mode throughput --cells "$c" --threads "$threads" --steps $steps --warmup $warmup \
     --json "$tmp/torch-train-$c.json"
   run "bench_lm.py --mode sample --cells $c" "$tmp/torch-sample-$c.log" \
     torch_py "$ref/bench_lm.py" --mode sample --cells "$c" --threads "$threads" --sample-len $sample \
@@ -127,8 +130,9 @@ print(f"machine: {cpu}, {cores} cores; {java}; torch {meta['torch']} with {blas}
 if quick == "1":
     print("(--quick: few steps; these figures only show that the comparison runs)")
 print()
-print("| model | Cellar train tok/s | PyTorch train tok/s | ratio | Cellar sample ms/token | PyTorch sample ms/token | ratio |")
-print("|---|---:|---:|---:|---:|---:|---:|")
+print("| model | Cellar train tok/s | PyTorch train tok/s | ratio | Cellar sample ms/token | PyTorch sample ms/token | ratio "
+      "| Cellar peak RSS MB | PyTorch peak RSS MB | Cellar GCs in timed steps |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for c in cells.split(","):
     ce = load(f"cellar-{c}.json")
     tt = load(f"torch-train-{c}.json")["rows"][0]
@@ -136,10 +140,17 @@ for c in cells.split(","):
     name = f"{c} {ce['layers']}x{ce['hidden']} ({ce['params']:,} params)"
     ct, pt = ce["train_tok_s"], tt["tok_s_median"]
     cs, ps = ce["sample_ms_per_token"], ts["ms_per_tok_median"]
-    print(f"| {name} | {ct:,.0f} | {pt:,.0f} | {speed(ct, pt)} | {cs:.3f} | {ps:.3f} | {speed(1 / cs, 1 / ps)} |")
+    with open(f"{tmp}/torch-train-{c}.rss") as f:
+        trss = int(f.read().split()[-1]) / 1024  # GNU time's %M: peak resident set in KiB
+    crss = ce.get("peak_rss_mb")
+    gcs = f"{ce['gc_count_timed']} ({ce['gc_ms_timed']} ms)" if "gc_count_timed" in ce else "n/a"
+    print(f"| {name} | {ct:,.0f} | {pt:,.0f} | {speed(ct, pt)} | {cs:.3f} | {ps:.3f} | {speed(1 / cs, 1 / ps)} "
+          f"| {crss:,.0f} | {trss:,.0f} | {gcs} |" if crss else
+          f"| {name} | {ct:,.0f} | {pt:,.0f} | {speed(ct, pt)} | {cs:.3f} | {ps:.3f} | {speed(1 / cs, 1 / ps)} | n/a | {trss:,.0f} | {gcs} |")
 print()
 print("ratio: Cellar's speed over PyTorch's (above 1: Cellar is faster). Train: median step, batch 64 x window 100;")
-print("sample: batch 1, ms per generated token.")
+print("sample: batch 1, ms per generated token. Peak RSS: the training process's peak resident memory (Cellar's read")
+print("before it samples; PyTorch's from GNU time); GCs: garbage collections during Cellar's timed steps and their pauses.")
 print()
 print("| GEMM MxKxN (C = A @ B) | Cellar GFLOP/s | torch.mm GFLOP/s | ratio |")
 print("|---|---:|---:|---:|")

@@ -94,6 +94,17 @@ public final class Optimizers {
 
         abstract void update(int i, double[] p, double[] g, long t);
 
+        private final Map<Integer, double[][]> scratch = new java.util.HashMap<>();
+
+        private static void read(Tensor t, double[] dst) {
+            if (t instanceof Var v) {
+                v.readInto(dst);
+            } else {
+                double[] x = t.toDoubles();
+                System.arraycopy(x, 0, dst, 0, x.length);
+            }
+        }
+
         @Override
         public void step() {
             step++;
@@ -103,8 +114,12 @@ public final class Optimizers {
                 if (g == null) {
                     continue;
                 }
-                double[] pv = p.toDoubles();
-                update(i, pv, g.toDoubles(), step);
+                // one pair of arrays per param size, reused every step: no garbage per step
+                double[][] pg = scratch.computeIfAbsent(p.shape().size(), n -> new double[2][n]);
+                double[] pv = pg[0], gv = pg[1];
+                read(p, pv);
+                read(g, gv);
+                update(i, pv, gv, step);
                 p.load(pv);
             }
         }

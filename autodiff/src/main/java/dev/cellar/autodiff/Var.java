@@ -93,6 +93,11 @@ class Var implements Tensor {
         return kernels.readDoubles(live());
     }
 
+    /** {@link #toDoubles()} into {@code dst}, which the caller reuses. */
+    void readInto(double[] dst) {
+        kernels.readDoubles(live(), dst);
+    }
+
     @Override
     public int[] toInts() {
         if (dtype != DType.I32) {

@@ -110,7 +110,13 @@ final class BenchCommand implements Callable<Integer> {
             SplittableRandom r = new SplittableRandom(1);
             List<State> state = null;
             double[] times = new double[steps];
+            long[] gcBefore = null;
+            long allocBefore = 0;
             for (int i = 0; i < warmup + steps; i++) {
+                if (i == warmup) {
+                    gcBefore = gcCounts();
+                    allocBefore = allocatedBytes();
+                }
                 int[] ids = r.ints((long) batch * seq, 0, vocab).toArray();
                 int[] tg = r.ints((long) batch * seq, 0, vocab).toArray();
                 long t0 = System.nanoTime();
@@ -133,6 +139,11 @@ final class BenchCommand implements Callable<Integer> {
                     io.err().printf("\rstep %d/%d", i + 1, warmup + steps);
                 }
             }
+            long allocPerStep = allocBefore < 0 ? -1 : (allocatedBytes() - allocBefore) / steps;
+            long[] gcAfter = gcCounts();
+            long gcCount = gcAfter[0] - gcBefore[0];
+            long gcMs = gcAfter[1] - gcBefore[1];
+            long peakRss = peakRssBytes(); // before generation, which allocates little
             if (!json) {
                 io.err().print("\r");
             }
@@ -169,6 +180,10 @@ final class BenchCommand implements Callable<Integer> {
             o.put("step_s_min", sorted[0]);
             o.put("step_s_max", sorted[sorted.length - 1]);
             o.put("train_tok_s", tokS);
+            o.put("alloc_mb_per_step", allocPerStep < 0 ? null : allocPerStep / 1048576.0);
+            o.put("gc_count_timed", gcCount);
+            o.put("gc_ms_timed", gcMs);
+            o.put("peak_rss_mb", peakRss < 0 ? null : peakRss / 1048576.0);
             o.put("sample_ms_per_token", msPerToken);
             o.put("sample_ms_per_token_reps", sampleRuns);
             if (json) {
@@ -177,10 +192,50 @@ final class BenchCommand implements Callable<Integer> {
                 io.out().printf("%s %dx%d (%,d params) on %s: train %,.0f tok/s (median step %.1f ms over %d; min %.1f, max %.1f)",
                         cell, layers, hidden, m.parameterCount(), be.description(), tokS, median * 1e3, steps, sorted[0] * 1e3,
                         sorted[sorted.length - 1] * 1e3);
-                io.out().println(sample > 0 ? String.format(", generate %.3f ms/token (median of %d)", msPerToken, sampleReps) : "");
+                io.out().print(sample > 0 ? String.format(", generate %.3f ms/token (median of %d)", msPerToken, sampleReps) : "");
+                io.out().printf("; %s%d garbage collections (%d ms) in the timed steps%s%n",
+                        allocPerStep < 0 ? "" : String.format("%,.1f MB allocated per step, ", allocPerStep / 1048576.0), gcCount, gcMs,
+                        peakRss < 0 ? "" : String.format(", peak resident memory %,.0f MB", peakRss / 1048576.0));
             }
             return 0;
         }
+    }
+
+    /** Collections and milliseconds spent in them so far, over every collector. */
+    static long[] gcCounts() {
+        long n = 0, ms = 0;
+        for (java.lang.management.GarbageCollectorMXBean b : java.lang.management.ManagementFactory.getGarbageCollectorMXBeans()) {
+            n += Math.max(0, b.getCollectionCount());
+            ms += Math.max(0, b.getCollectionTime());
+        }
+        return new long[]{n, ms};
+    }
+
+    /** Bytes allocated on the heap so far by the threads alive now (training runs on this one and the pool's), or -1. */
+    static long allocatedBytes() {
+        if (!(java.lang.management.ManagementFactory.getThreadMXBean() instanceof com.sun.management.ThreadMXBean t)
+                || !t.isThreadAllocatedMemorySupported() || !t.isThreadAllocatedMemoryEnabled()) {
+            return -1;
+        }
+        long sum = 0;
+        for (long b : t.getThreadAllocatedBytes(t.getAllThreadIds())) {
+            sum += Math.max(0, b);
+        }
+        return sum;
+    }
+
+    /** This process's peak resident set (VmHWM in /proc/self/status), or -1 where there is no such file. */
+    static long peakRssBytes() {
+        try {
+            for (String line : java.nio.file.Files.readAllLines(java.nio.file.Path.of("/proc/self/status"))) {
+                if (line.startsWith("VmHWM:")) {
+                    return Long.parseLong(line.replaceAll("[^0-9]", "")) * 1024;
+                }
+            }
+        } catch (java.io.IOException | RuntimeException e) {
+            return -1;
+        }
+        return -1;
     }
 
     /** One parsed --sizes entry. */

@@ -32,6 +32,12 @@ public interface Kernels {
     /** Device to host, converted to double. */
     double[] readDoubles(Storage src);
 
+    /** {@link #readDoubles(Storage)} into {@code dst} (at least {@code src.size()} long), for callers that reuse it. */
+    default void readDoubles(Storage src, double[] dst) {
+        double[] v = readDoubles(src);
+        System.arraycopy(v, 0, dst, 0, v.length);
+    }
+
     float[] readFloats(Storage src);
 
     int[] readInts(Storage src);

@@ -92,33 +92,50 @@ final class CpuKernels extends ReferenceKernels {
         long perBatch = (long) m * n * k;
         if (s.batch() > 1 && perBatch < PARALLEL_FMAS * 8 && threads > 1) {
             // many small products (attention): whole products per thread, no per-product fork/join
-            float[] shared = s.strideB() == 0 ? packed(sb, 0, k, n, s.transB(), true, null) : null;
-            rows(s.batch(), perBatch * s.batch(), (p0, p1) -> {
-                float[] bp = shared;
-                float[] at = copyA ? new float[m * k] : null;
-                for (int p = p0; p < p1; p++) {
-                    if (shared == null) {
-                        bp = gemm.pack(fb, p * s.strideB(), k, n, s.transB(), bp);
+            float[][] sharedScratch = {null};
+            float[] shared = s.strideB() == 0 ? packed(sb, 0, k, n, s.transB(), true, sharedScratch) : null;
+            try {
+                rows(s.batch(), perBatch * s.batch(), (p0, p1) -> {
+                    float[] bp = shared == null ? buffers.take(packSize(k, n), false) : shared;
+                    float[] at = copyA ? buffers.take(m * k, false) : null;
+                    try {
+                        for (int p = p0; p < p1; p++) {
+                            if (shared == null) {
+                                bp = gemm.pack(fb, p * s.strideB(), k, n, s.transB(), bp);
+                            }
+                            float[] ap = fa;
+                            int aOff = p * s.strideA();
+                            if (copyA) {
+                                transpose(fa, aOff, k, m, at);
+                                ap = at;
+                                aOff = 0;
+                            }
+                            gemm.panels(ap, aOff, ars, acs, bp, fc, p * m * n, m, n, k, 0, (n + gemm.panel() - 1) / gemm.panel(),
+                                    s.accumulate());
+                        }
+                    } finally {
+                        if (shared == null) {
+                            buffers.give(bp);
+                        }
+                        if (at != null) {
+                            buffers.give(at);
+                        }
                     }
-                    float[] ap = fa;
-                    int aOff = p * s.strideA();
-                    if (copyA) {
-                        transpose(fa, aOff, k, m, at);
-                        ap = at;
-                        aOff = 0;
-                    }
-                    gemm.panels(ap, aOff, ars, acs, bp, fc, p * m * n, m, n, k, 0, (n + gemm.panel() - 1) / gemm.panel(),
-                            s.accumulate());
+                });
+            } finally {
+                if (sharedScratch[0] != null) {
+                    buffers.give(sharedScratch[0]);
                 }
-            });
+            }
             return;
         }
         float[] bp = null;
+        float[][] scratch = {null};
         float[] at = copyA ? buffers.take(m * k, false) : null;
         try {
             for (int p = 0; p < s.batch(); p++) {
                 if (p == 0 || s.strideB() != 0) {
-                    bp = packed(sb, p * s.strideB(), k, n, s.transB(), s.strideB() == 0 || s.batch() == 1, bp);
+                    bp = packed(sb, p * s.strideB(), k, n, s.transB(), s.strideB() == 0 || s.batch() == 1, scratch);
                 }
                 if (copyA) {
                     transpose(fa, p * s.strideA(), k, m, at);
@@ -131,7 +148,16 @@ final class CpuKernels extends ReferenceKernels {
             if (at != null) {
                 buffers.give(at);
             }
+            if (scratch[0] != null) {
+                buffers.give(scratch[0]);
+            }
         }
+    }
+
+    /** Floats of B (k, n) packed into whole panels. */
+    private int packSize(int k, int n) {
+        int w = gemm.panel();
+        return (n + w - 1) / w * k * w;
     }
 
     /** dst (cols, rows) = src (rows, cols) from {@code off}, in 32 x 32 blocks. */
@@ -154,20 +180,28 @@ final class CpuKernels extends ReferenceKernels {
      * B packed into panels. When the same B (a weight matrix) comes back unchanged, the pack made on its second use is
      * reused until a kernel writes to it ({@link CpuStorage#out}); one-off operands are packed into a scratch buffer.
      */
-    private float[] packed(CpuStorage b, int off, int k, int n, boolean trans, boolean cacheable, float[] scratch) {
+    private float[] packed(CpuStorage b, int off, int k, int n, boolean trans, boolean cacheable, float[][] scratch) {
         if (!cacheable || (long) k * n < MIN_CACHED_PACK) {
-            return gemm.pack(b.f, off, k, n, trans, scratch);
+            return gemm.pack(b.f, off, k, n, trans, scratch(scratch, k, n));
         }
         long key = (((long) off * 31 + k) * 31 + n) * 2 + (trans ? 1 : 0);
-        if (b.packed != null && b.packedKey == key) {
+        if (b.packedKey == key) {
             return b.packed;
         }
         if (++b.uses < 2) {
-            return gemm.pack(b.f, off, k, n, trans, scratch);
+            return gemm.pack(b.f, off, k, n, trans, scratch(scratch, k, n));
         }
-        b.packed = gemm.pack(b.f, off, k, n, trans, null);
+        b.packed = gemm.pack(b.f, off, k, n, trans, b.packed); // the stale pack's array when it is big enough
         b.packedKey = key;
         return b.packed;
+    }
+
+    /** The pooled scratch buffer of {@code holder} for packing B (k, n), taken on first use; the caller gives it back. */
+    private float[] scratch(float[][] holder, int k, int n) {
+        if (holder[0] == null) {
+            holder[0] = buffers.take(packSize(k, n), false);
+        }
+        return holder[0];
     }
 
     private void run(float[] a, int aOff, int ars, int acs, float[] bp, float[] c, int cOff, int m, int n, int k,

@@ -30,17 +30,19 @@ final class CpuStorage implements Storage {
 
     /**
      * B of a GEMM packed into panels, kept while this storage is unchanged: a weight matrix is packed once per
-     * optimizer step instead of once per time step. {@link #out} drops it.
+     * optimizer step instead of once per time step. {@link #out} invalidates it and the next pack reuses its array.
      */
     float[] packed;
-    long packedKey;
+    /** What {@link #packed} holds (offset, shape, transposition), or {@link #NO_PACK} when it is stale. */
+    long packedKey = NO_PACK;
+    static final long NO_PACK = Long.MIN_VALUE;
     /** How many GEMMs used this storage as B since it last changed; packing is cached from the second use. */
     int uses;
 
     /** {@link #of}, for a storage a kernel is about to write: drops what was derived from its old contents. */
     static CpuStorage out(Storage s) {
         CpuStorage c = of(s);
-        c.packed = null;
+        c.packedKey = NO_PACK;
         c.uses = 0;
         return c;
     }
@@ -89,10 +91,14 @@ final class CpuStorage implements Storage {
     public void close() {
         if (!closed) {
             closed = true;
-            packed = null;
             if (pool != null) {
                 pool.give(f);
+                if (packed != null) {
+                    pool.give(packed);
+                }
             }
+            packed = null;
+            packedKey = NO_PACK;
         }
     }
 

@@ -60,12 +60,31 @@ class ReferenceKernels implements Kernels {
 
     @Override
     public double[] readDoubles(Storage src) {
-        CpuStorage s = CpuStorage.of(src);
-        double[] out = new double[s.size];
-        for (int k = 0; k < out.length; k++) {
-            out[k] = s.get(k);
-        }
+        double[] out = new double[CpuStorage.of(src).size];
+        readDoubles(src, out);
         return out;
+    }
+
+    @Override
+    public void readDoubles(Storage src, double[] dst) {
+        CpuStorage s = CpuStorage.of(src);
+        if (dst.length < s.size) {
+            throw new CellarException("readDoubles: " + s.size + " values do not fit in " + dst.length);
+        }
+        switch (s.dtype) {
+            case F32 -> {
+                float[] f = s.f;
+                for (int k = 0; k < s.size; k++) {
+                    dst[k] = f[k];
+                }
+            }
+            case F64 -> System.arraycopy(s.d, 0, dst, 0, s.size);
+            case I32 -> {
+                for (int k = 0; k < s.size; k++) {
+                    dst[k] = s.i[k];
+                }
+            }
+        }
     }
 
     @Override

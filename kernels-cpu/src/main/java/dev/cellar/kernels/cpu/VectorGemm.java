@@ -41,7 +41,7 @@ final class VectorGemm implements Gemm {
                 block(a, aOff, ars, acs, bp, base, c, cOff + j0, n, m, k, acc);
             } else {
                 if (tmp == null) {
-                    tmp = new float[m * W];
+                    tmp = scratch(TMP, m * W);
                 }
                 block(a, aOff, ars, acs, bp, base, tmp, 0, W, m, k, false);
                 for (int i = 0; i < m; i++) {
@@ -63,11 +63,57 @@ final class VectorGemm implements Gemm {
                 rows8(a, aOff + i * ars, ars, acs, bp, base, c, cOff + i * ldc, ldc, k, acc);
             }
         }
+        if (m >= 8 && i < m) {
+            padded(a, aOff + i * ars, ars, acs, bp, base, c, cOff + i * ldc, ldc, m - i, k, acc);
+            return;
+        }
         for (; i + 4 <= m; i += 4) {
             rows4(a, aOff + i * ars, ars, acs, bp, base, c, cOff + i * ldc, ldc, k, acc);
         }
         for (; i < m; i++) {
             row1(a, aOff + i * ars, acs, bp, base, c, cOff + i * ldc, k, acc);
+        }
+    }
+
+    private static final ThreadLocal<float[]> TMP = new ThreadLocal<>(), PAD_A = new ThreadLocal<>(), PAD_C = new ThreadLocal<>();
+
+    /** This thread's scratch array of at least {@code size} floats (old contents). */
+    private static float[] scratch(ThreadLocal<float[]> slot, int size) {
+        float[] t = slot.get();
+        if (t == null || t.length < size) {
+            t = new float[size];
+            slot.set(t);
+        }
+        return t;
+    }
+
+    /**
+     * The last r < 8 rows of a tall A through the 8- (or 4-) row kernel, padded with zero rows: row1 runs too rarely in
+     * training to be compiled with intrinsics there (it boxed a vector per step of k, 7 MB of garbage per LSTM step),
+     * while the many-row kernels always are. Batch-1 generation (m < 8) keeps row1, where it is hot.
+     */
+    private static void padded(float[] a, int a0, int ars, int acs, float[] bp, int base, float[] c, int cOff, int ldc,
+                               int r, int k, boolean acc) {
+        int rows = EIGHT_ROWS ? 8 : 4 * ((r + 3) / 4);
+        float[] pa = scratch(PAD_A, k * rows), pc = scratch(PAD_C, rows * W);
+        for (int q = 0; q < k; q++) {
+            int o = q * rows;
+            for (int i = 0; i < rows; i++) {
+                pa[o + i] = i < r ? a[a0 + i * ars + q * acs] : 0f;
+            }
+        }
+        if (EIGHT_ROWS) {
+            rows8(pa, 0, 1, rows, bp, base, pc, 0, W, k, false);
+        } else {
+            for (int i = 0; i < rows; i += 4) {
+                rows4(pa, i, 1, rows, bp, base, pc, i * W, W, k, false);
+            }
+        }
+        for (int i = 0; i < r; i++) {
+            int o = cOff + i * ldc;
+            for (int j = 0; j < W; j++) {
+                c[o + j] = acc ? c[o + j] + pc[i * W + j] : pc[i * W + j];
+            }
         }
     }
 

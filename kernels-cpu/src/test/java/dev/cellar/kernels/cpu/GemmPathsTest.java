@@ -83,7 +83,8 @@ class GemmPathsTest {
     void transposesAndOddSizesMatchTheReference(boolean vector) {
         Kernels k = fast(vector);
         Random r = new Random(7);
-        int[][] sizes = {{1, 1, 1}, {5, 7, 3}, {64, 256, 1024}, {33, 65, 129}, {4, 1, 40}, {129, 3, 17}, {256, 96, 300}, {40, 70, 260}};
+        int[][] sizes = {{1, 1, 1}, {5, 7, 3}, {64, 256, 1024}, {33, 65, 129}, {4, 1, 40}, {129, 3, 17}, {256, 96, 300}, {40, 70, 260},
+            {13, 40, 50}, {71, 33, 64}, {6406, 65, 3}}; // 5, 7 and 6 rows past the last 8-row block go through padding
         for (int[] mnk : sizes) {
             int m = mnk[0], n = mnk[1], kk = mnk[2];
             for (int t = 0; t < 8; t++) {
@@ -126,5 +127,14 @@ class GemmPathsTest {
         assertEquals(w[3], k.readFloats(weight)[3]);
         assertClose(mm(REF, s, a, w, new float[m * n], null), mm(k, s, a, w, new float[m * n], weight), kk,
                 "after an in-place kernel");
+        // the same weight read the other way round (forward W^T, backward W) and back: the cached pack follows
+        MatmulSpec straight = new MatmulSpec(1, m, kk, n, false, false, 0, 0, false);
+        float[] a2 = random(r, m * n);
+        for (int use = 0; use < 4; use++) {
+            assertClose(mm(REF, straight, a2, w, new float[m * kk], null), mm(k, straight, a2, w, new float[m * kk], weight), n,
+                    "untransposed use " + use);
+            assertClose(mm(REF, s, a, w, new float[m * n], null), mm(k, s, a, w, new float[m * n], weight), kk,
+                    "transposed use " + use);
+        }
     }
 }
