@@ -66,7 +66,7 @@ fi
 # the 2x256 LSTM at batch 64, window 100: one step, the input projection, their backward, the weight gradient
 gemm_sizes=64x256x1024,6400x256x1024,64x1024x256:nt,6400x1024x256:nt,256x6400x1024:tn
 
-java_opts=(-XX:+UseParallelGC -Xss4m --add-modules jdk.incubator.vector)   # as the cellar launcher starts it
+java_opts=(-XX:+UseParallelGC -Xmn128m -Xss4m --add-modules jdk.incubator.vector)   # as the cellar launcher starts it
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 

@@ -77,7 +77,7 @@ class Var implements Tensor {
 
     /** The storage, or a clear error when the owning tape or scope released it. */
     dev.cellar.api.spi.Storage live() {
-        if (storage == null) {
+        if (storage == null || (base != null && base.storage == null)) { // a view dies with the buffer it views
             throw new dev.cellar.api.CellarException("tensor " + shape + " was released when its tape or scope closed; keep() it to use it later");
         }
         return storage;

@@ -69,6 +69,30 @@ class TapeTest {
     }
 
     @Test
+    void anAdoptedStateIsReleasedByTheNextTapeUnlessCarriedOn() {
+        Tensor carried;
+        try (Tape t = Tape.on(REF)) {
+            carried = t.keep(t.detach(t.full(Shape.of(2), 3)));
+        }
+        Tensor passedOn;
+        Tensor replaced;
+        try (Tape t = Tape.on(REF)) {
+            t.adopt(carried);
+            replaced = t.keep(t.detach(t.add(carried, t.full(Shape.of(2), 1)))); // carried on: survives
+            passedOn = carried;
+            assertArrayEquals(new float[]{4, 4}, replaced.toFloats());
+        }
+        CellarException e = assertThrows(CellarException.class, passedOn::toFloats, "the adopted state was not released");
+        assertTrue(e.getMessage().contains("released"), e.getMessage());
+        assertArrayEquals(new float[]{4, 4}, replaced.toFloats());
+        // adopted and kept again unchanged (a state passed through): still alive after its new tape closes
+        try (Tape t = Tape.on(REF)) {
+            t.keep(t.detach(t.adopt(replaced)));
+        }
+        assertArrayEquals(new float[]{4, 4}, replaced.toFloats());
+    }
+
+    @Test
     void shapeErrorsCarryTheValues() {
         try (Tape t = Tape.on(REF)) {
             var a = t.zeros(Shape.of(2, 3));

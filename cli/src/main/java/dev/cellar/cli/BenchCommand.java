@@ -121,6 +121,9 @@ final class BenchCommand implements Callable<Integer> {
                 int[] tg = r.ints((long) batch * seq, 0, vocab).toArray();
                 long t0 = System.nanoTime();
                 try (Tape t = Tape.on(be)) {
+                    if (state != null) { // the carried state is freed with this tape unless carried on, as Trainer does
+                        state.forEach(s -> s.tensors().forEach(t::adopt));
+                    }
                     LanguageModel.Output o = m.forward(t, t.ids(ids, Shape.of(batch, seq)), state == null ? m.initialState(t, batch) : state);
                     Tensor loss = t.crossEntropy(o.logits(), t.ids(tg, Shape.of(batch, seq)));
                     t.backward(loss);

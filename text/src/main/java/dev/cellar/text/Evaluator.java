@@ -34,7 +34,7 @@ public final class Evaluator {
             Batcher.Batch bt = batches.next();
             try (Tape tape = Tape.on(backend, DType.F32, 0)) {
                 tape.setTraining(false);
-                List<State> s0 = state == null ? model.initialState(tape, b) : state;
+                List<State> s0 = state == null ? model.initialState(tape, b) : Trainer.adopt(tape, state);
                 double[] loss = new double[1];
                 List<State> next = tape.noGrad(() -> {
                     Tensor x = tape.ids(bt.ids(), Shape.of(b, seq));

@@ -100,6 +100,14 @@ public final class Trainer {
         return optimizer;
     }
 
+    /** Hands the state carried from the last window to {@code tape}, which frees it on close unless it is carried on. */
+    static List<State> adopt(Tape tape, List<State> state) {
+        for (State s : state) {
+            s.tensors().forEach(tape::adopt);
+        }
+        return state;
+    }
+
     /** Detaches the state from the graph and keeps its buffers past the tape. */
     static List<State> carry(Tape tape, List<State> state) {
         List<State> out = new ArrayList<>(state.size());
@@ -148,7 +156,7 @@ public final class Trainer {
                 long t0 = System.nanoTime();
                 double loss;
                 try (Tape tape = Tape.on(backend, DType.F32, config.seed() * 1_000_003L + step)) {
-                    List<State> s = carried != null ? carried : restoreOrInit(tape, b);
+                    List<State> s = carried != null ? adopt(tape, carried) : restoreOrInit(tape, b);
                     LanguageModel.Output o = model.forward(tape, tape.ids(bt.ids(), Shape.of(b, t)), s);
                     Tensor lossT = tape.crossEntropy(o.logits(), tape.ids(bt.targets(), Shape.of(b, t)));
                     tape.backward(lossT);

@@ -48,7 +48,8 @@ public interface Kernels {
 
     /**
      * out = op(a, b) over {@code shape}: element at multi-index i reads a at sum(i * aStrides) and b at
-     * sum(i * bStrides); a stride of 0 broadcasts. out is contiguous with {@code shape}.
+     * sum(i * bStrides); a stride of 0 broadcasts. out is contiguous with {@code shape}. out may be a itself (with a's
+     * contiguous strides): an in-place update, which the autodiff uses for biases and gradient accumulation.
      */
     void binary(Binary op, Storage a, int[] aStrides, Storage b, int[] bStrides, Storage out, Shape shape);
 

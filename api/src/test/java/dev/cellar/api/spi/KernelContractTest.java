@@ -419,6 +419,16 @@ public abstract class KernelContractTest {
                     k.binary(op, put(k, t, sa), new int[] {1, 0}, put(k, t, sb), new int[] {0, 1}, o, grid);
                     return k.readDoubles(o);
                 }));
+        // in place, out being a itself (a bias added onto a product, a gradient accumulated), b broadcast down the rows
+        Shape rect = Shape.of(37, 70);
+        SplittableRandom r = seeded("binary in place" + op + t);
+        double[] ia = op == Binary.POW ? uniform(r, rect.size(), 0.25, 3, 0.25) : uniform(r, rect.size(), -3, 3, 0.25);
+        double[] ib = op == Binary.POW ? uniform(r, 70, -2, 2, 0.25) : uniform(r, 70, 0.5, 3, 0.25);
+        assertClose("binary " + op + " " + t + " in place over " + rect + " with b (70) broadcast", tol, both(k -> {
+            Storage a = put(k, t, ia);
+            k.binary(op, a, new int[] {70, 1}, put(k, t, ib), new int[] {0, 1}, a, rect);
+            return k.readDoubles(a);
+        }));
     }
 
     static Stream<Arguments> reduceCases() {

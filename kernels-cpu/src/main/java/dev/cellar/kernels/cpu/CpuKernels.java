@@ -29,8 +29,8 @@ final class CpuKernels extends ReferenceKernels {
     private final Pointwise pw;
     private final ExecutorService pool;
     private final int threads;
-    /** Up to 256 Mi floats (1 GiB) of closed buffers kept for reuse. */
-    private final FloatPool buffers = new FloatPool(1L << 28);
+    /** Closed buffers kept for reuse, up to half the heap (word-level steps cycle through several 256 MB buffers). */
+    private final FloatPool buffers = new FloatPool(Long.MAX_VALUE);
 
     CpuKernels(Gemm gemm, Pointwise pw, ExecutorService pool, int threads) {
         this.gemm = gemm;
@@ -191,7 +191,11 @@ final class CpuKernels extends ReferenceKernels {
         if (++b.uses < 2) {
             return gemm.pack(b.f, off, k, n, trans, scratch(scratch, k, n));
         }
-        b.packed = gemm.pack(b.f, off, k, n, trans, b.packed); // the stale pack's array when it is big enough
+        float[] into = b.packed != null && b.packed.length >= packSize(k, n) ? b.packed : buffers.take(packSize(k, n), false);
+        if (into != b.packed && b.packed != null) {
+            buffers.give(b.packed);
+        }
+        b.packed = gemm.pack(b.f, off, k, n, trans, into); // the stale pack's array, or one from the pool
         b.packedKey = key;
         return b.packed;
     }

@@ -7,8 +7,10 @@ import java.util.Map;
 
 /**
  * Closed F32 buffers kept for reuse by size, so a training loop that closes its intermediates (one tape per step)
- * allocates almost nothing in steady state. Bounded: past {@code maxFloats} pooled floats (at most a quarter of the
- * heap), closed buffers go to the garbage collector, and the pool empties itself when the heap runs out.
+ * allocates almost nothing in steady state. Bounded: past {@code maxFloats} pooled floats (at most half the heap),
+ * closed buffers go to the garbage collector, and the pool empties itself when the heap runs out. Too small a bound
+ * costs dearly: buffers of hundreds of megabytes (word-level logits) that miss the pool are allocated straight into
+ * the old generation, and every few steps a full collection pauses training for seconds.
  */
 final class FloatPool {
     private final Map<Integer, ArrayDeque<float[]>> free = new HashMap<>();
@@ -16,7 +18,7 @@ final class FloatPool {
     private long pooled;
 
     FloatPool(long maxFloats) {
-        this.maxFloats = Math.min(maxFloats, Runtime.getRuntime().maxMemory() / 4 / Float.BYTES);
+        this.maxFloats = Math.min(maxFloats, Runtime.getRuntime().maxMemory() / 2 / Float.BYTES);
     }
 
     /** An array of {@code size}, reused when one is free; zero-filled when {@code zero}, else holding old values. */
