@@ -540,13 +540,29 @@ public final class Tape implements Ops, AutoCloseable {
         return b == null
                 ? record(y, g -> new Var[]{
                         x.requiresGrad ? rawGemm(g, w, 1, rows, in, outF, false, false, 0, 0, x.shape) : null, // (R,out)@(out,in)
-                        w.requiresGrad ? rawGemm(g, x, 1, outF, in, rows, true, false, 0, 0, w.shape) : null}, // (out,R)@(R,in)
+                        w.requiresGrad ? weightGrad(g, x, rows, in, outF, w.shape) : null},
                         x, w)
                 : record(y, g -> new Var[]{
                         x.requiresGrad ? rawGemm(g, w, 1, rows, in, outF, false, false, 0, 0, x.shape) : null,
-                        w.requiresGrad ? rawGemm(g, x, 1, outF, in, rows, true, false, 0, 0, w.shape) : null,
+                        w.requiresGrad ? weightGrad(g, x, rows, in, outF, w.shape) : null,
                         b.requiresGrad ? unbroadcast(g, b.shape) : null},
                         x, w, b);
+    }
+
+    /**
+     * dW (out, in) = g^T (out, R) @ x (R, in). For a wide output layer (a word-level vocabulary: out 10,000, in 256)
+     * that product streams all of g's rows past every 8-row block of the GEMM; its transpose x^T @ g (in, out) keeps
+     * each packed panel of g in cache for all in/8 blocks and is then transposed back, a (out, in) copy.
+     */
+    private Var weightGrad(Var g, Var x, int rows, int in, int outF, Shape wShape) {
+        if (outF < 8 * in || in < 8) {
+            return rawGemm(g, x, 1, outF, in, rows, true, false, 0, 0, wShape); // (out,R)@(R,in)
+        }
+        Var t = rawGemm(x, g, 1, in, outF, rows, true, false, 0, 0, Shape.of(in, outF)); // (in,R)@(R,out)
+        Var dw = allocFull(wShape, g.dtype);
+        k.copy(t.storage, 0, new int[]{1, outF}, dw.storage, 0, new int[]{in, 1}, wShape); // (in, out) -> (out, in)
+        release(t);
+        return dw;
     }
 
     // ================================================================ shape

@@ -93,6 +93,29 @@ class TapeTest {
     }
 
     @Test
+    void aWideLinearLayersWeightGradientIsGTransposedTimesX() {
+        int rows = 5, in = 8, out = 80; // out >= 8 in: computed as (x^T g)^T
+        java.util.SplittableRandom r = new java.util.SplittableRandom(3);
+        double[] xv = r.doubles(rows * in, -1, 1).toArray(), wv = r.doubles(out * in, -1, 1).toArray();
+        double[] cv = r.doubles(rows * out, -1, 1).toArray();
+        Param w = Params.of(REF, DType.F64, "w", Shape.of(out, in), wv);
+        try (Tape t = Tape.on(REF, DType.F64, 0)) {
+            Tensor x = t.constant(xv, Shape.of(rows, in));
+            t.backward(t.sum(t.mul(t.linear(x, w, null), t.constant(cv, Shape.of(rows, out))))); // g = c
+        }
+        double[] got = w.grad().toDoubles();
+        for (int o = 0; o < out; o++) {
+            for (int i = 0; i < in; i++) {
+                double want = 0;
+                for (int q = 0; q < rows; q++) {
+                    want += cv[q * out + o] * xv[q * in + i];
+                }
+                assertEquals(want, got[o * in + i], 1e-12, "dW[" + o + ", " + i + "]");
+            }
+        }
+    }
+
+    @Test
     void shapeErrorsCarryTheValues() {
         try (Tape t = Tape.on(REF)) {
             var a = t.zeros(Shape.of(2, 3));
