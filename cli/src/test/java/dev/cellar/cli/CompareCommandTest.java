@@ -194,7 +194,7 @@ class CompareCommandTest {
         assertEquals(0, compare(data, out, "--cells", "rnn", "--epochs", "1").code());
         long steps = JSON.readTree(out.resolve("results.json").toFile()).get("models").get(0).get("steps").asLong();
         assertUsage(compare(data, out, "--cells", "rnn", "--resume", "--force"), "pass one of them");
-        assertFailure(compare(data, out, "--cells", "rnn", "--resume", "--hidden", "12"), "cannot resume", "rnn 1x8", "rnn 1x12");
+        assertFailure(compare(data, out, "--cells", "rnn", "--resume", "--hidden", "12"), "finished with other settings", "rnn 1x8", "rnn 1x12");
 
         Cli.Result r = compare(data, out, "--cells", "rnn,gru", "--epochs", "2", "--resume");
         assertEquals(0, r.code(), r.err());

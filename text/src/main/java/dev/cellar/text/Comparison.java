@@ -43,6 +43,8 @@ public final class Comparison {
     public static final String CURVE = "curve.jsonl";
     /** The file in each run directory that records a finished model's {@link Entry} and settings. */
     public static final String RESULT = "result.json";
+    /** Settings a finished model may be resumed with changed: it trains on from its checkpoint, or is only reported. */
+    private static final List<String> EXTENSIBLE = List.of("epochs", "time_budget_s", "eval_every", "sample_length", "temperature");
     private static final ObjectMapper JSON = new ObjectMapper();
 
     private final Map<String, CellProvider> cells;
@@ -189,6 +191,11 @@ public final class Comparison {
                 continue;
             }
             Checkpoints.Loaded ck = resume ? resumable(dir, m) : null;
+            try {
+                Files.deleteIfExists(dir.resolve(RESULT)); // not reused: it describes a run that is about to change
+            } catch (IOException x) {
+                throw new CellarException("cannot delete " + dir.resolve(RESULT) + ": " + x.getMessage(), x);
+            }
             if (ck != null) {
                 m = ck.model();
             }
@@ -224,7 +231,8 @@ public final class Comparison {
             Entry e = new Entry(cell, dir, m.parameterCount(), sum, (double) sum.steps() / windows, wall,
                     sum.tokens() / Math.max(1e-9, sum.trainSeconds()), v,
                     v == null ? Double.NaN : Math.exp(v.natsPerToken() / wpt), sample, note, List.copyOf(curve.points));
-            if (!sum.stoppedEarly() && !stop) {
+            boolean budgetSpent = c.timeBudgetSeconds() > 0 && sum.trainSeconds() >= c.timeBudgetSeconds();
+            if (!stop && (!sum.stoppedEarly() || budgetSpent)) { // finished: all epochs, or its time budget
                 writeResult(dir, fingerprint, e);
             }
             out.add(e);
@@ -241,6 +249,7 @@ public final class Comparison {
         f.put("dropout", m.config().dropout());
         f.put("train_tokens", train.length);
         f.put("validation_tokens", val.length);
+        f.put("data_hash", Integer.toHexString(31 * Arrays.hashCode(train) + Arrays.hashCode(val))); // the same text, not just its length
         f.put("batch", c.batch());
         f.put("seq", c.seq());
         f.put("lr", c.lr());
@@ -306,12 +315,22 @@ public final class Comparison {
         } catch (IOException e) {
             throw new CellarException("cannot read " + path + ": " + e.getMessage() + "; delete it to train that model again", e);
         }
-        if (o == null || !o.path("settings").equals(JSON.valueToTree(fingerprint))) {
-            if (Files.exists(dir.resolve("last.safetensors"))) {
-                return null;
+        List<String> differ = new ArrayList<>();
+        JsonNode was = o == null ? JSON.createObjectNode() : o.path("settings");
+        JsonNode now = JSON.valueToTree(fingerprint);
+        now.fieldNames().forEachRemaining(key -> {
+            if (was.has(key) && !was.get(key).equals(now.get(key))) { // a key an older result.json lacks is not compared
+                differ.add(key + " " + was.get(key) + " there, " + now.get(key) + " here");
             }
-            throw new CellarException(path + " holds a model finished with other settings (" + o.path("settings")
-                    + "); pass the settings it was trained with, or --force to start over");
+        });
+        if (!differ.isEmpty()) {
+            boolean longer = differ.stream().allMatch(d -> EXTENSIBLE.stream().anyMatch(k -> d.startsWith(k + " ")));
+            if (longer && Files.exists(dir.resolve("last.safetensors"))) {
+                return null; // trained further from its checkpoint; run() drops the old result first
+            }
+            throw new CellarException(path + " holds a model finished with other settings (" + String.join("; ", differ)
+                    + "); pass the settings it was trained with" + (longer ? " (its checkpoint, which could train it"
+                    + " further, is gone)" : "") + ", or --force to start over");
         }
         Evaluator.Result v = o.has("val_nats_per_token") ? new Evaluator.Result(o.get("val_nats_per_token").asDouble(),
                 o.get("val_bits_per_char").asDouble(), o.get("val_perplexity_per_token").asDouble(), o.get("val_tokens").asLong())

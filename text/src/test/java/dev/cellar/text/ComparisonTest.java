@@ -133,6 +133,37 @@ class ComparisonTest {
     }
 
     @Test
+    void aFinishedModelResumedWithAnotherLearningRateIsAnError(@TempDir Path dir) throws Exception {
+        String text = Fixtures.corpus();
+        Tokenizer tok = CharTokenizer.fit(text);
+        int[][] split = Corpus.split(tok.encode(text), 0.9);
+        Comparison.Settings s = settings(List.of("rnn"), dir);
+        Comparison first = new Comparison(Fixtures.CELLS, Fixtures.REF, tok, split[0], split[1]);
+        first.run(s, first.models(s), (index, count, m, runDir) -> null);
+        String before = Files.readString(dir.resolve("rnn").resolve(Comparison.RESULT));
+        Comparison.Settings faster = new Comparison.Settings(List.of("rnn"), 1, 8, 0, Map.of("heads", "2"),
+                new Trainer.Config(4, 12, 0.05, 1, 0, 0, 3, 10, 0, dir), 10, 0.8);
+        Comparison second = new Comparison(Fixtures.CELLS, Fixtures.REF, tok, split[0], split[1]);
+        String msg = assertThrows(dev.cellar.api.CellarException.class,
+                () -> second.run(faster, second.models(faster), (index, count, m, runDir) -> null, true)).getMessage();
+        assertTrue(msg.contains("lr 0.01 there, 0.05 here"), msg);
+        assertEquals(before, Files.readString(dir.resolve("rnn").resolve(Comparison.RESULT)), "the result is kept");
+    }
+
+    @Test
+    void aModelThatSpentItsTimeBudgetHasFinished(@TempDir Path dir) {
+        String text = Fixtures.corpus();
+        Tokenizer tok = CharTokenizer.fit(text);
+        int[][] split = Corpus.split(tok.encode(text), 0.9);
+        Comparison.Settings s = new Comparison.Settings(List.of("rnn"), 1, 8, 0, Map.of(),
+                new Trainer.Config(4, 12, 0.01, 1000, 0, 1e-9, 3, 10, 0, dir), 10, 0.8);
+        Comparison cmp = new Comparison(Fixtures.CELLS, Fixtures.REF, tok, split[0], split[1]);
+        Comparison.Entry e = cmp.run(s, cmp.models(s), (index, count, m, runDir) -> null).get(0);
+        assertTrue(e.summary().stoppedEarly() && e.summary().steps() < 1000, "the budget ended it: " + e.summary());
+        assertTrue(Files.exists(dir.resolve("rnn").resolve(Comparison.RESULT)), "a spent budget is a finished model");
+    }
+
+    @Test
     void aStoppedComparisonResumedEndsExactlyAsAnUninterruptedOne(@TempDir Path dir) throws Exception {
         String text = Fixtures.corpus();
         Tokenizer tok = CharTokenizer.fit(text);

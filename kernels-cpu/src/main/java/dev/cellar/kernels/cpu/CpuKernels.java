@@ -223,16 +223,45 @@ final class CpuKernels extends ReferenceKernels {
             int p0 = panels * t / tasks, p1 = panels * (t + 1) / tasks;
             fs.add(pool.submit(() -> gemm.panels(a, aOff, ars, acs, bp, c, cOff, m, n, k, p0, p1, acc)));
         }
-        gemm.panels(a, aOff, ars, acs, bp, c, cOff, m, n, k, 0, panels / tasks, acc);
+        join(fs, () -> gemm.panels(a, aOff, ars, acs, bp, c, cOff, m, n, k, 0, panels / tasks, acc), "matmul");
+    }
+
+    /**
+     * Runs this thread's share, then waits for every submitted task even when the share or a task failed or the
+     * thread is interrupted: the callers give their scratch buffers back to the pool right after, so no task may
+     * still be reading them. Rethrows the first failure.
+     */
+    private static void join(List<Future<?>> fs, Runnable own, String what) {
+        RuntimeException failure = null;
+        try {
+            own.run();
+        } catch (RuntimeException e) {
+            failure = e;
+        }
+        boolean interrupted = false;
         for (Future<?> f : fs) {
-            try {
-                f.get();
-            } catch (InterruptedException e) {
-                Thread.currentThread().interrupt();
-                throw new CellarException("interrupted during matmul");
-            } catch (ExecutionException e) {
-                throw new CellarException("matmul failed: " + e.getCause(), e.getCause());
+            while (true) {
+                try {
+                    f.get();
+                    break;
+                } catch (InterruptedException e) {
+                    interrupted = true; // keep waiting: the task still uses the caller's buffers
+                } catch (ExecutionException e) {
+                    if (failure == null) {
+                        failure = new CellarException(what + " failed: " + e.getCause(), e.getCause());
+                    }
+                    break;
+                }
             }
+        }
+        if (interrupted) {
+            Thread.currentThread().interrupt();
+        }
+        if (failure != null) {
+            throw failure;
+        }
+        if (interrupted) {
+            throw new CellarException("interrupted in " + what);
         }
     }
 
@@ -661,17 +690,7 @@ final class CpuKernels extends ReferenceKernels {
             int task = t;
             fs.add(pool.submit(() -> body.accept(task)));
         }
-        body.accept(0);
-        for (Future<?> f : fs) {
-            try {
-                f.get();
-            } catch (InterruptedException e) {
-                Thread.currentThread().interrupt();
-                throw new CellarException("interrupted in a fused kernel");
-            } catch (ExecutionException e) {
-                throw new CellarException("fused kernel failed: " + e.getCause(), e.getCause());
-            }
-        }
+        join(fs, () -> body.accept(0), "a fused kernel");
         for (int j = 0; j < cols; j++) {
             float g = 0, b = 0;
             for (float[] acc : part) {
@@ -739,16 +758,6 @@ final class CpuKernels extends ReferenceKernels {
             int r0 = rows * t / tasks, r1 = rows * (t + 1) / tasks;
             fs.add(pool.submit(() -> body.run(r0, r1)));
         }
-        body.run(0, rows / tasks);
-        for (Future<?> f : fs) {
-            try {
-                f.get();
-            } catch (InterruptedException e) {
-                Thread.currentThread().interrupt();
-                throw new CellarException("interrupted in a fused kernel");
-            } catch (ExecutionException e) {
-                throw new CellarException("fused kernel failed: " + e.getCause(), e.getCause());
-            }
-        }
+        join(fs, () -> body.run(0, rows / tasks), "a kernel");
     }
 }

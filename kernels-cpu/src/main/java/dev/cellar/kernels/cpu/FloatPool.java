@@ -8,7 +8,9 @@ import java.util.Map;
 /**
  * Closed F32 buffers kept for reuse by size, so a training loop that closes its intermediates (one tape per step)
  * allocates almost nothing in steady state. Bounded: past {@code maxFloats} pooled floats (at most half the heap),
- * closed buffers go to the garbage collector, and the pool empties itself when the heap runs out. Too small a bound
+ * closed buffers go to the garbage collector, and the pool empties itself when the heap runs out: when an allocation
+ * of its own fails, and when the old generation is still over 80% full after a collection (so that allocations
+ * elsewhere, a checkpoint being written, do not fail while idle buffers sit here). Too small a bound
  * costs dearly: buffers of hundreds of megabytes (word-level logits) that miss the pool are allocated straight into
  * the old generation, and every few steps a full collection pauses training for seconds.
  */
@@ -19,6 +21,51 @@ final class FloatPool {
 
     FloatPool(long maxFloats) {
         this.maxFloats = Math.min(maxFloats, Runtime.getRuntime().maxMemory() / 2 / Float.BYTES);
+        synchronized (POOLS) {
+            POOLS.add(this);
+        }
+    }
+
+    /** Every live pool, emptied when the heap is nearly full after a collection. */
+    private static final java.util.Set<FloatPool> POOLS = java.util.Collections.newSetFromMap(new java.util.WeakHashMap<>());
+
+    static {
+        try {
+            for (java.lang.management.MemoryPoolMXBean mp : java.lang.management.ManagementFactory.getMemoryPoolMXBeans()) {
+                String name = mp.getName();
+                long max = mp.getUsage().getMax();
+                if (mp.getType() == java.lang.management.MemoryType.HEAP && mp.isCollectionUsageThresholdSupported() && max > 0
+                        && (name.contains("Old") || name.contains("Tenured"))) {
+                    mp.setCollectionUsageThreshold(max / 10 * 8);
+                }
+            }
+            ((javax.management.NotificationEmitter) java.lang.management.ManagementFactory.getMemoryMXBean()).addNotificationListener(
+                    (n, handback) -> {
+                        if (java.lang.management.MemoryNotificationInfo.MEMORY_COLLECTION_THRESHOLD_EXCEEDED.equals(n.getType())) {
+                            clearAll();
+                        }
+                    }, null, null);
+        } catch (RuntimeException | LinkageError e) {
+            // no management beans (a stripped runtime): the pool still empties itself when its own allocation fails
+        }
+    }
+
+    static void clearAll() {
+        java.util.List<FloatPool> all;
+        synchronized (POOLS) {
+            all = new java.util.ArrayList<>(POOLS);
+        }
+        all.forEach(FloatPool::clear);
+    }
+
+    synchronized void clear() {
+        free.clear();
+        pooled = 0;
+    }
+
+    /** Floats held for reuse now (for tests). */
+    synchronized long pooled() {
+        return pooled;
     }
 
     /** An array of {@code size}, reused when one is free; zero-filled when {@code zero}, else holding old values. */

@@ -62,8 +62,12 @@ final class VectorGemm implements Gemm {
             for (; i + 8 <= m; i += 8) {
                 rows8(a, aOff + i * ars, ars, acs, bp, base, c, cOff + i * ldc, ldc, k, acc);
             }
+        } else if (m >= 8) {
+            for (; i + 4 <= m; i += 4) {
+                rows4(a, aOff + i * ars, ars, acs, bp, base, c, cOff + i * ldc, ldc, k, acc);
+            }
         }
-        if (m >= 8 && i < m) {
+        if (m >= 8 && i < m) { // fewer rows left than the kernel takes
             padded(a, aOff + i * ars, ars, acs, bp, base, c, cOff + i * ldc, ldc, m - i, k, acc);
             return;
         }
@@ -88,13 +92,14 @@ final class VectorGemm implements Gemm {
     }
 
     /**
-     * The last r < 8 rows of a tall A through the 8- (or 4-) row kernel, padded with zero rows: row1 runs too rarely in
+     * The last r rows of a tall A (fewer than the kernel takes: 8, or 4 without AVX-512) through that kernel, padded
+     * with zero rows: row1 runs too rarely in
      * training to be compiled with intrinsics there (it boxed a vector per step of k, 7 MB of garbage per LSTM step),
      * while the many-row kernels always are. Batch-1 generation (m < 8) keeps row1, where it is hot.
      */
     private static void padded(float[] a, int a0, int ars, int acs, float[] bp, int base, float[] c, int cOff, int ldc,
                                int r, int k, boolean acc) {
-        int rows = EIGHT_ROWS ? 8 : 4 * ((r + 3) / 4);
+        int rows = EIGHT_ROWS ? 8 : 4; // r < rows
         float[] pa = scratch(PAD_A, k * rows), pc = scratch(PAD_C, rows * W);
         for (int q = 0; q < k; q++) {
             int o = q * rows;
@@ -105,9 +110,7 @@ final class VectorGemm implements Gemm {
         if (EIGHT_ROWS) {
             rows8(pa, 0, 1, rows, bp, base, pc, 0, W, k, false);
         } else {
-            for (int i = 0; i < rows; i += 4) {
-                rows4(pa, i, 1, rows, bp, base, pc, i * W, W, k, false);
-            }
+            rows4(pa, 0, 1, rows, bp, base, pc, 0, W, k, false);
         }
         for (int i = 0; i < r; i++) {
             int o = cOff + i * ldc;
