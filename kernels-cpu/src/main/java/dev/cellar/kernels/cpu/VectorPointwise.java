@@ -28,6 +28,8 @@ final class VectorPointwise implements Pointwise {
     private static final int ROUND_BITS = Float.floatToRawIntBits(ROUND);
     private static final float GELU_C = (float) ReferenceKernels.GELU_C;
     private static final ThreadLocal<float[]> SCRATCH = ThreadLocal.withInitial(() -> new float[0]);
+    /** One vector's lanes, summed in a fixed order; per thread, so a row's sum allocates nothing. */
+    private static final ThreadLocal<float[]> LANES = ThreadLocal.withInitial(() -> new float[L]);
 
     private static float[] scratch(int n) {
         float[] s = SCRATCH.get();
@@ -357,7 +359,7 @@ final class VectorPointwise implements Pointwise {
             for (int k = L; k < nv; k += L) {
                 acc = acc.add(FloatVector.fromArray(S, y, off + k));
             }
-            float[] lanes = new float[L];
+            float[] lanes = LANES.get();
             acc.intoArray(lanes, 0);
             for (float f : lanes) {
                 s += f;
@@ -393,7 +395,7 @@ final class VectorPointwise implements Pointwise {
     @Override
     public void softmaxBackward(float[] y, float[] dy, float[] dx, int cols, int r0, int r1) {
         int cv = cols - cols % L;
-        float[] lanes = new float[L];
+        float[] lanes = LANES.get();
         for (int r = r0; r < r1; r++) {
             int off = r * cols;
             double dot = 0;
