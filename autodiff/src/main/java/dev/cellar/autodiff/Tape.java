@@ -536,17 +536,18 @@ public final class Tape implements Ops, AutoCloseable {
         return linearRecord(y, x, w, rows, in, outF, b);
     }
 
+    /** Records y = x W^T (+ b): gradients for x, W and, when there is one, the bias. */
     private Var linearRecord(Var y, Var x, Var w, int rows, int in, int outF, Var b) {
-        return b == null
-                ? record(y, g -> new Var[]{
-                        x.requiresGrad ? rawGemm(g, w, 1, rows, in, outF, false, false, 0, 0, x.shape) : null, // (R,out)@(out,in)
-                        w.requiresGrad ? weightGrad(g, x, rows, in, outF, w.shape) : null},
-                        x, w)
-                : record(y, g -> new Var[]{
-                        x.requiresGrad ? rawGemm(g, w, 1, rows, in, outF, false, false, 0, 0, x.shape) : null,
-                        w.requiresGrad ? weightGrad(g, x, rows, in, outF, w.shape) : null,
-                        b.requiresGrad ? unbroadcast(g, b.shape) : null},
-                        x, w, b);
+        Var[] inputs = b == null ? new Var[]{x, w} : new Var[]{x, w, b};
+        return record(y, g -> {
+            Var[] gs = new Var[inputs.length];
+            gs[0] = x.requiresGrad ? rawGemm(g, w, 1, rows, in, outF, false, false, 0, 0, x.shape) : null; // (R,out)@(out,in)
+            gs[1] = w.requiresGrad ? weightGrad(g, x, rows, in, outF, w.shape) : null;
+            if (b != null && b.requiresGrad) {
+                gs[2] = unbroadcast(g, b.shape);
+            }
+            return gs;
+        }, inputs);
     }
 
     /**

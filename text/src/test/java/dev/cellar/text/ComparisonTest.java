@@ -16,16 +16,25 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 class ComparisonTest {
     private static Comparison.Settings settings(List<String> cells, Path out) {
+        return settings(cells, out, 0.01, 1, 0);
+    }
+
+    private static Comparison.Settings settings(List<String> cells, Path out, double lr, int epochs, double budgetSeconds) {
         return new Comparison.Settings(cells, 1, 8, 0, Map.of("heads", "2"),
-                new Trainer.Config(4, 12, 0.01, 1, 0, 0, 3, 10, 0, out), 10, 0.8);
+                new Trainer.Config(4, 12, lr, epochs, 0, budgetSeconds, 3, 10, 0, out), 10, 0.8);
+    }
+
+    /** A comparison over the first 90% / last 10% of the tokenizer's ids of text. */
+    private static Comparison comparison(Tokenizer tok, String text) {
+        int[][] split = Corpus.split(tok.encode(text), 0.9);
+        return new Comparison(Fixtures.CELLS, Fixtures.REF, tok, split[0], split[1]);
     }
 
     @Test
     void trainsEachCellIntoItsOwnRunWithTheSameSettings(@TempDir Path dir) {
         String text = "To be or not to be\n" + Fixtures.corpus();
         Tokenizer tok = CharTokenizer.fit(text);
-        int[][] split = Corpus.split(tok.encode(text), 0.9);
-        Comparison cmp = new Comparison(Fixtures.CELLS, Fixtures.REF, tok, split[0], split[1]);
+        Comparison cmp = comparison(tok, text);
         Comparison.Settings s = settings(List.of("rnn", "transformer"), dir);
         List<LanguageModel> models = cmp.models(s);
         assertEquals("12", models.get(1).config().cellOptions().get("context"), "the transformer's context is the window");
@@ -65,8 +74,7 @@ class ComparisonTest {
     void aStopEndsTheModelInTrainingAndSkipsTheRest(@TempDir Path dir) {
         String text = Fixtures.corpus();
         Tokenizer tok = CharTokenizer.fit(text);
-        int[][] split = Corpus.split(tok.encode(text), 0.9);
-        Comparison cmp = new Comparison(Fixtures.CELLS, Fixtures.REF, tok, split[0], split[1]);
+        Comparison cmp = comparison(tok, text);
         Comparison.Settings s = settings(List.of("gru", "lstm"), dir);
         List<Comparison.Entry> es = cmp.run(s, cmp.models(s), (index, count, m, runDir) -> new TrainListener() {
             @Override
@@ -89,15 +97,14 @@ class ComparisonTest {
     void aFinishedModelIsTakenFromItsResultEvenWithoutItsCheckpoint(@TempDir Path dir) throws Exception {
         String text = "To be or not to be\n" + Fixtures.corpus();
         Tokenizer tok = CharTokenizer.fit(text);
-        int[][] split = Corpus.split(tok.encode(text), 0.9);
         Comparison.Settings s = settings(List.of("rnn"), dir);
-        Comparison first = new Comparison(Fixtures.CELLS, Fixtures.REF, tok, split[0], split[1]);
+        Comparison first = comparison(tok, text);
         Comparison.Entry want = first.run(s, first.models(s), (index, count, m, runDir) -> null).get(0);
         assertTrue(Files.exists(dir.resolve("rnn").resolve(Comparison.RESULT)));
         Files.delete(dir.resolve("rnn/last.safetensors")); // as when only the small files of a run were kept
         Files.delete(dir.resolve("rnn/best.safetensors"));
 
-        Comparison second = new Comparison(Fixtures.CELLS, Fixtures.REF, tok, split[0], split[1]);
+        Comparison second = comparison(tok, text);
         List<String> reused = new ArrayList<>();
         Comparison.Entry got = second.run(s, second.models(s), new Comparison.Listener() {
             @Override
@@ -124,9 +131,8 @@ class ComparisonTest {
         assertEquals(want.sample(), got.sample());
         assertEquals(want.curve(), got.curve());
 
-        Comparison.Settings longer = new Comparison.Settings(List.of("rnn"), 1, 8, 0, Map.of("heads", "2"),
-                new Trainer.Config(4, 12, 0.01, 2, 0, 0, 3, 10, 0, dir), 10, 0.8);
-        Comparison third = new Comparison(Fixtures.CELLS, Fixtures.REF, tok, split[0], split[1]);
+        Comparison.Settings longer = settings(List.of("rnn"), dir, 0.01, 2, 0);
+        Comparison third = comparison(tok, text);
         String msg = assertThrows(dev.cellar.api.CellarException.class,
                 () -> third.checkResumable(longer, third.models(longer))).getMessage();
         assertTrue(msg.contains(Comparison.RESULT) && msg.contains("other settings") && msg.contains("--force"), msg);
@@ -136,14 +142,12 @@ class ComparisonTest {
     void aFinishedModelResumedWithAnotherLearningRateIsAnError(@TempDir Path dir) throws Exception {
         String text = Fixtures.corpus();
         Tokenizer tok = CharTokenizer.fit(text);
-        int[][] split = Corpus.split(tok.encode(text), 0.9);
         Comparison.Settings s = settings(List.of("rnn"), dir);
-        Comparison first = new Comparison(Fixtures.CELLS, Fixtures.REF, tok, split[0], split[1]);
+        Comparison first = comparison(tok, text);
         first.run(s, first.models(s), (index, count, m, runDir) -> null);
         String before = Files.readString(dir.resolve("rnn").resolve(Comparison.RESULT));
-        Comparison.Settings faster = new Comparison.Settings(List.of("rnn"), 1, 8, 0, Map.of("heads", "2"),
-                new Trainer.Config(4, 12, 0.05, 1, 0, 0, 3, 10, 0, dir), 10, 0.8);
-        Comparison second = new Comparison(Fixtures.CELLS, Fixtures.REF, tok, split[0], split[1]);
+        Comparison.Settings faster = settings(List.of("rnn"), dir, 0.05, 1, 0);
+        Comparison second = comparison(tok, text);
         String msg = assertThrows(dev.cellar.api.CellarException.class,
                 () -> second.run(faster, second.models(faster), (index, count, m, runDir) -> null, true)).getMessage();
         assertTrue(msg.contains("lr 0.01 there, 0.05 here"), msg);
@@ -154,10 +158,8 @@ class ComparisonTest {
     void aModelThatSpentItsTimeBudgetHasFinished(@TempDir Path dir) {
         String text = Fixtures.corpus();
         Tokenizer tok = CharTokenizer.fit(text);
-        int[][] split = Corpus.split(tok.encode(text), 0.9);
-        Comparison.Settings s = new Comparison.Settings(List.of("rnn"), 1, 8, 0, Map.of(),
-                new Trainer.Config(4, 12, 0.01, 1000, 0, 1e-9, 3, 10, 0, dir), 10, 0.8);
-        Comparison cmp = new Comparison(Fixtures.CELLS, Fixtures.REF, tok, split[0], split[1]);
+        Comparison.Settings s = settings(List.of("rnn"), dir, 0.01, 1000, 1e-9);
+        Comparison cmp = comparison(tok, text);
         Comparison.Entry e = cmp.run(s, cmp.models(s), (index, count, m, runDir) -> null).get(0);
         assertTrue(e.summary().stoppedEarly() && e.summary().steps() < 1000, "the budget ended it: " + e.summary());
         assertTrue(Files.exists(dir.resolve("rnn").resolve(Comparison.RESULT)), "a spent budget is a finished model");
@@ -167,13 +169,12 @@ class ComparisonTest {
     void aStoppedComparisonResumedEndsExactlyAsAnUninterruptedOne(@TempDir Path dir) throws Exception {
         String text = Fixtures.corpus();
         Tokenizer tok = CharTokenizer.fit(text);
-        int[][] split = Corpus.split(tok.encode(text), 0.9);
         Comparison.Settings whole = settings(List.of("gru", "lstm"), dir.resolve("whole"));
-        Comparison straight = new Comparison(Fixtures.CELLS, Fixtures.REF, tok, split[0], split[1]);
+        Comparison straight = comparison(tok, text);
         List<Comparison.Entry> want = straight.run(whole, straight.models(whole), (index, count, m, runDir) -> null);
 
         Comparison.Settings parts = settings(List.of("gru", "lstm"), dir.resolve("parts"));
-        Comparison first = new Comparison(Fixtures.CELLS, Fixtures.REF, tok, split[0], split[1]);
+        Comparison first = comparison(tok, text);
         first.run(parts, first.models(parts), (index, count, m, runDir) -> new TrainListener() {
             @Override
             public void onStep(long step, int epoch, double loss, double tps) {
@@ -182,7 +183,7 @@ class ComparisonTest {
                 }
             }
         });
-        Comparison second = new Comparison(Fixtures.CELLS, Fixtures.REF, tok, split[0], split[1]);
+        Comparison second = comparison(tok, text);
         List<Long> resumedAt = new ArrayList<>();
         List<Comparison.Entry> got = second.run(parts, second.models(parts), (index, count, m, runDir) -> new TrainListener() {
             @Override
@@ -220,13 +221,12 @@ class ComparisonTest {
     void resumingWithOtherSettingsIsAnErrorAndKeepsTheCheckpoint(@TempDir Path dir) throws Exception {
         String text = Fixtures.corpus();
         Tokenizer tok = CharTokenizer.fit(text);
-        int[][] split = Corpus.split(tok.encode(text), 0.9);
         Comparison.Settings s = settings(List.of("rnn"), dir);
-        Comparison first = new Comparison(Fixtures.CELLS, Fixtures.REF, tok, split[0], split[1]);
+        Comparison first = comparison(tok, text);
         first.run(s, first.models(s), (index, count, m, runDir) -> null);
         byte[] saved = Files.readAllBytes(dir.resolve("rnn/last.safetensors"));
         Comparison.Settings wider = new Comparison.Settings(List.of("rnn"), 1, 16, 0, Map.of(), s.training(), 10, 0.8);
-        Comparison second = new Comparison(Fixtures.CELLS, Fixtures.REF, tok, split[0], split[1]);
+        Comparison second = comparison(tok, text);
         String msg = assertThrows(dev.cellar.api.CellarException.class,
                 () -> second.run(wider, second.models(wider), (index, count, m, runDir) -> null, true)).getMessage();
         assertTrue(msg.contains("rnn 1x8") && msg.contains("rnn 1x16") && msg.contains("--force"), msg);
