@@ -76,6 +76,11 @@ public final class Comparison {
 
     /** A validation point of the loss curve: wall-clock seconds since that model's training started. */
     public record Point(long step, double wallSeconds, double trainSeconds, double valLoss) {
+        /** A validation line of {@link #CURVE}. */
+        static Point of(JsonNode n) {
+            return new Point(n.get("step").asLong(), n.get("wall_s").asDouble(), n.get("train_s").asDouble(),
+                    n.get("val_loss").asDouble());
+        }
     }
 
     /**
@@ -355,8 +360,7 @@ public final class Comparison {
                 JsonNode n = line.isBlank() ? null : JSON.readTree(line);
                 if (n != null && n.has("val_loss")) {
                     points.removeIf(q -> q.step() == n.get("step").asLong());
-                    points.add(new Point(n.get("step").asLong(), n.get("wall_s").asDouble(), n.get("train_s").asDouble(),
-                            n.get("val_loss").asDouble()));
+                    points.add(Point.of(n));
                 }
             }
         } catch (IOException e) {
@@ -434,8 +438,7 @@ public final class Comparison {
                         }
                         kept.add(line);
                         if (n.has("val_loss")) {
-                            points.add(new Point(n.get("step").asLong(), n.get("wall_s").asDouble(), n.get("train_s").asDouble(),
-                                    n.get("val_loss").asDouble()));
+                            points.add(Point.of(n));
                         }
                         lastWall = n.get("wall_s").asDouble();
                         lastTrain = n.path("train_s").asDouble(lastTrain);
