@@ -71,6 +71,9 @@ final class CompareCommand implements Callable<Integer> {
     double valFraction;
     @Option(names = "--eval-every", defaultValue = "100", description = "validate every N steps (the points of the loss curves)")
     long evalEvery;
+    @Option(names = "--patience", defaultValue = "0", paramLabel = "N", description = "early stopping: stop a model once N"
+            + " validations in a row have not lowered its best validation loss; 0 = train every epoch")
+    int patience;
     @Option(names = "--checkpoint-every", defaultValue = "200", description = "save DIR/<cell>/last.safetensors every N steps"
             + " (what --resume continues from); 0 = only at the end")
     long checkpointEvery;
@@ -111,6 +114,13 @@ final class CompareCommand implements Callable<Integer> {
         }
         if (clip < 0 || threads < 0 || evalEvery < 0 || checkpointEvery < 0) {
             throw new UsageException("--clip, --threads, --eval-every and --checkpoint-every must not be negative");
+        }
+        if (patience < 0) {
+            throw new UsageException("--patience " + patience + " must not be negative (0 = no early stopping)");
+        }
+        if (patience > 0 && evalEvery == 0) {
+            throw new UsageException("--patience " + patience + " counts validations, and --eval-every 0 validates only at the"
+                    + " end; give --eval-every N");
         }
         if (force && resume) {
             throw new UsageException("--force starts the comparison over and --resume continues it; pass one of them");
@@ -176,7 +186,8 @@ final class CompareCommand implements Callable<Integer> {
             }
             Comparison cmp = new Comparison(services.cells(), be, tok, split[0], split[1]);
             Comparison.Settings settings = new Comparison.Settings(cells, layers, hidden, dropout, Map.of(),
-                    new Trainer.Config(batch, seq, lr, epochs, clip, budget, seed, evalEvery, checkpointEvery, out), sampleLength, 0.8);
+                    new Trainer.Config(batch, seq, lr, epochs, clip, budget, seed, evalEvery, checkpointEvery, out, patience),
+                    sampleLength, 0.8);
             List<LanguageModel> models = cmp.models(settings);
             if (resume) {
                 cmp.checkResumable(settings, models);
@@ -234,7 +245,8 @@ final class CompareCommand implements Callable<Integer> {
                         io.err().printf("[%s] %,d steps (%.2f epochs) in %s, validation %s%s%n", e.cell(), e.summary().steps(),
                                 e.epochs(), TrainCommand.clock(e.wallSeconds()),
                                 e.validation() == null ? "none" : String.format("%.4f nats/token", e.validation().natsPerToken()),
-                                e.summary().stoppedEarly() ? " (stopped early)" : "");
+                                e.summary().plateaued() ? String.format(" (early stopping: no better validation in the last %d)",
+                                        patience) : e.summary().stoppedEarly() ? " (stopped early)" : "");
                     }
                 }, resume);
                 CompareReport report = new CompareReport(data, tok, split[0].length, split[1].length, cmp, settings, be.description(),

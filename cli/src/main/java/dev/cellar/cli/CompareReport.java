@@ -69,8 +69,8 @@ final class CompareReport {
         for (Comparison.Entry e : entries) {
             Evaluator.Result v = e.validation();
             Comparison.Point best = best(e);
-            sb.append(String.format("| %s | %,d | %.2f | %s | %,.0f | %s | %s | %s | %s | %s | %s |%n", e.cell(), e.parameters(), e.epochs(),
-                    TrainCommand.clock(e.wallSeconds()), e.tokensPerSecond(), v == null ? "-" : String.format("%.4f", v.natsPerToken()),
+            sb.append(String.format("| %s | %,d | %.2f%s | %s | %,.0f | %s | %s | %s | %s | %s | %s |%n", e.cell(), e.parameters(), e.epochs(),
+                    e.summary().plateaued() ? "*" : "", TrainCommand.clock(e.wallSeconds()), e.tokensPerSecond(), v == null ? "-" : String.format("%.4f", v.natsPerToken()),
                     v == null ? "-" : String.format("%.4f", v.bitsPerChar()), v == null ? "-" : String.format("%.3f", v.perplexity()),
                     v == null ? "-" : String.format("%.2f", e.perplexityPerWord()),
                     best == null ? "-" : String.format("%.4f (%.1f)", best.valLoss(), bestEpoch(e, best)),
@@ -91,9 +91,11 @@ final class CompareReport {
     private String setup() {
         Trainer.Config c = settings.training();
         return String.format("layers %d, hidden %d, window (--seq) %d, batch %d, Adam lr %s, dropout %s, clip %s, seed %d, backend %s; "
-                        + "each model trains for at most %d epochs%s; validation every %d steps and at the end",
+                        + "each model trains for at most %d epochs%s%s; validation every %d steps and at the end",
                 settings.layers(), settings.hidden(), c.seq(), c.batch(), c.lr(), settings.dropout(), c.clipNorm() == 0 ? "off" : c.clipNorm(),
                 c.seed(), backend, c.epochs(), budget > 0 ? " or " + TrainCommand.clock(budget) + " of training time (its own budget)" : "",
+                c.patience() > 0 ? String.format(", and stops early once %d validations in a row have not lowered its best"
+                        + " validation loss", c.patience()) : "",
                 c.evalEvery());
     }
 
@@ -126,7 +128,8 @@ final class CompareReport {
 
     private Map<String, String> definitions() {
         Map<String, String> d = new LinkedHashMap<>();
-        d.put("epochs", "training steps / windows per epoch (a fraction when the time budget stopped the model)");
+        d.put("epochs", "training steps / windows per epoch (a fraction when the time budget or early stopping stopped the model;"
+                + " marked * when early stopping did)");
         d.put("wall time", "from the model's first training step to the end of its last validation, validation passes and checkpoints included");
         d.put("tok/s", "training tokens / time spent in training steps");
         d.put("val nats/token", "mean cross-entropy -ln p(next token) over the validation part, read in contiguous windows with the state "
@@ -165,6 +168,7 @@ final class CompareReport {
         s.put("epochs", c.epochs());
         s.put("time_budget_s_per_model", budget > 0 ? budget : null);
         s.put("eval_every", c.evalEvery());
+        s.put("patience", c.patience());
         s.put("seed", c.seed());
         s.put("backend", backend);
         o.put("settings", s);
@@ -182,6 +186,7 @@ final class CompareReport {
             m.put("steps", e.summary().steps());
             m.put("epochs", e.epochs());
             m.put("stopped_early", e.summary().stoppedEarly());
+            m.put("early_stopping", e.summary().plateaued());
             m.put("tokens", e.summary().tokens());
             m.put("train_seconds", e.summary().trainSeconds());
             m.put("wall_seconds", e.wallSeconds());

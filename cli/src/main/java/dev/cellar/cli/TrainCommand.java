@@ -83,6 +83,9 @@ final class TrainCommand implements Callable<Integer> {
     Path plugins;
     @Option(names = "--eval-every", defaultValue = "500", description = "validate every N steps (0 = only at the end)")
     long evalEvery;
+    @Option(names = "--patience", defaultValue = "0", paramLabel = "N", description = "early stopping: stop once N validations in"
+            + " a row have not lowered the best validation loss; 0 = train every epoch")
+    int patience;
     @Option(names = "--checkpoint-every", defaultValue = "500", description = "write last.safetensors every N steps")
     long checkpointEvery;
     @Option(names = {"-O", "--cell-option"}, paramLabel = "KEY=VALUE", description = "cell hyper-parameter, e.g. -O heads=8")
@@ -113,6 +116,13 @@ final class TrainCommand implements Callable<Integer> {
         }
         if (clip < 0 || threads < 0 || evalEvery < 0 || checkpointEvery < 0) {
             throw new UsageException("--clip, --threads, --eval-every and --checkpoint-every must not be negative");
+        }
+        if (patience < 0) {
+            throw new UsageException("--patience " + patience + " must not be negative (0 = no early stopping)");
+        }
+        if (patience > 0 && evalEvery == 0) {
+            throw new UsageException("--patience " + patience + " counts validations, and --eval-every 0 validates only at the"
+                    + " end; give --eval-every N");
         }
         if (!(valFraction > 0 && valFraction < 1)) {
             throw new UsageException("--val-fraction " + valFraction + " must be between 0 and 1");
@@ -181,7 +191,8 @@ final class TrainCommand implements Callable<Integer> {
             }
             String valText = tok.decode(split[1]);
             double charsPerToken = tok.charsPerToken(valText, split[1].length);
-            Trainer.Config cfg = new Trainer.Config(batch, seq, lr, epochs, clip, budget, seed, evalEvery, checkpointEvery, out);
+            Trainer.Config cfg = new Trainer.Config(batch, seq, lr, epochs, clip, budget, seed, evalEvery, checkpointEvery, out,
+                    patience);
             Progress progress = new Progress(io, epochs, (long) batch * seq,
                     budget == 0 ? 0 : Math.max(1e-3, budget - (resumed == null ? 0 : resumed.progress().trainSeconds())));
             Trainer trainer = new Trainer(cfg, model, be, split[0], split[1], charsPerToken, progress);
@@ -208,7 +219,8 @@ final class TrainCommand implements Callable<Integer> {
                 io.out().printf("trained %s %dx%d (%,d params): %,d steps (epoch %d of %d), %,d tokens in %s (%,.0f tok/s)%s%n",
                         model.config().cell(), model.config().layers(), model.config().hidden(), model.parameterCount(), s.steps(),
                         s.epochs() + 1, epochs, s.tokens(), clock(s.trainSeconds()), s.tokens() / Math.max(1e-9, s.trainSeconds()),
-                        s.stoppedEarly() ? " (stopped early)" : "");
+                        s.plateaued() ? String.format(" (early stopping: no better validation in the last %d; the best weights are"
+                                + " in best.safetensors)", patience) : s.stoppedEarly() ? " (stopped early)" : "");
                 Evaluator.Result v = s.validation();
                 if (v != null) {
                     io.out().printf("validation: %.4f nats/token, %.4f bits/char, perplexity %.3f%n", v.natsPerToken(), v.bitsPerChar(), v.perplexity());

@@ -163,6 +163,32 @@ class CompareCommandTest {
         }
     }
 
+    /** Early stopping: a model whose validation loss stalls for --patience validations is finished, not interrupted. */
+    @Test
+    void patienceStopsAModelWhoseValidationStalls() throws IOException {
+        // a learning rate far too high: the validation loss jumps about and soon stops setting new bests
+        Cli.Result r = compare(data, out, "--cells", "rnn", "--epochs", "200", "--lr", "0.5", "--eval-every", "5", "--patience", "2");
+        assertEquals(0, r.code(), r.err());
+        assertTrue(r.err().contains("(early stopping: no better validation in the last 2)"), r.err());
+        JsonNode j = JSON.readTree(out.resolve("results.json").toFile());
+        assertEquals(2, j.get("settings").get("patience").asInt());
+        JsonNode m = j.get("models").get(0);
+        assertTrue(m.get("early_stopping").asBoolean() && m.get("stopped_early").asBoolean(), m.toString());
+        assertTrue(m.get("epochs").asDouble() < 200, m.toString());
+        JsonNode curve = m.get("curve");
+        assertEquals(m.get("best_step").asLong() + 2 * 5, curve.get(curve.size() - 1).get("step").asLong(),
+                "two validations after the best one: " + curve);
+        assertTrue(Files.readString(out.resolve("results.md")).contains("stops early once 2 validations in a row"));
+        assertTrue(Files.exists(out.resolve("rnn").resolve("result.json")), "a model stopped by its patience is finished");
+        r = compare(data, out, "--cells", "rnn", "--epochs", "200", "--lr", "0.5", "--eval-every", "5", "--patience", "2", "--resume");
+        assertEquals(0, r.code(), r.err());
+        assertTrue(r.err().contains("[1/1] rnn finished earlier"), r.err());
+
+        assertUsage(compare(data, dir.resolve("p"), "--cells", "rnn", "--patience", "-1"), "--patience -1 must not be negative");
+        assertUsage(compare(data, dir.resolve("p"), "--cells", "rnn", "--patience", "3", "--eval-every", "0"),
+                "--patience 3 counts validations", "--eval-every N");
+    }
+
     @Test
     void unknownCellIsAUsageErrorBeforeAnyTraining() {
         assertUsage(compare(data, out, "--cells", "lstm,lstn"), "unknown cell 'lstn'", "gru", "transformer");

@@ -44,7 +44,8 @@ public final class Comparison {
     /** The file in each run directory that records a finished model's {@link Entry} and settings. */
     public static final String RESULT = "result.json";
     /** Settings a finished model may be resumed with changed: it trains on from its checkpoint, or is only reported. */
-    private static final List<String> EXTENSIBLE = List.of("epochs", "time_budget_s", "eval_every", "sample_length", "temperature");
+    private static final List<String> EXTENSIBLE = List.of("epochs", "time_budget_s", "eval_every", "patience", "sample_length",
+            "temperature");
     private static final ObjectMapper JSON = new ObjectMapper();
 
     private final Map<String, CellProvider> cells;
@@ -186,8 +187,7 @@ public final class Comparison {
             String cell = m.config().cell();
             Path dir = s.training().outDir().resolve(cell);
             Trainer.Config c = s.training();
-            Trainer.Config cfg = new Trainer.Config(c.batch(), c.seq(), c.lr(), c.epochs(), c.clipNorm(), c.timeBudgetSeconds(),
-                    c.seed(), c.evalEvery(), c.checkpointEvery(), dir);
+            Trainer.Config cfg = c.withOutDir(dir);
             Map<String, Object> fingerprint = fingerprint(s, m);
             Entry done = resume ? finished(dir, cell, fingerprint) : null;
             if (done != null) {
@@ -237,7 +237,8 @@ public final class Comparison {
                     sum.tokens() / Math.max(1e-9, sum.trainSeconds()), v,
                     v == null ? Double.NaN : Math.exp(v.natsPerToken() / wpt), sample, note, List.copyOf(curve.points));
             boolean budgetSpent = c.timeBudgetSeconds() > 0 && sum.trainSeconds() >= c.timeBudgetSeconds();
-            if (!stop && (!sum.stoppedEarly() || budgetSpent)) { // finished: all epochs, or its time budget
+            // finished: all epochs, its time budget or its patience
+            if (!stop && (!sum.stoppedEarly() || budgetSpent || sum.plateaued())) {
                 writeResult(dir, fingerprint, e);
             }
             out.add(e);
@@ -263,6 +264,7 @@ public final class Comparison {
         f.put("clip", c.clipNorm());
         f.put("seed", c.seed());
         f.put("eval_every", c.evalEvery());
+        f.put("patience", c.patience());
         f.put("sample_length", s.sampleLength());
         f.put("temperature", s.temperature());
         try { // through text, so numbers compare as they read back from the file
@@ -278,6 +280,7 @@ public final class Comparison {
         o.put("parameters", e.parameters());
         Trainer.Summary sum = e.summary();
         o.put("steps", sum.steps());
+        o.put("plateaued", sum.plateaued());
         o.put("whole_epochs", sum.epochs());
         o.put("tokens", sum.tokens());
         o.put("train_seconds", sum.trainSeconds());
@@ -341,7 +344,8 @@ public final class Comparison {
                 o.get("val_bits_per_char").asDouble(), o.get("val_perplexity_per_token").asDouble(), o.get("val_tokens").asLong())
                 : null;
         Trainer.Summary sum = new Trainer.Summary(o.get("steps").asLong(), o.get("whole_epochs").asInt(), o.get("tokens").asLong(),
-                o.get("train_seconds").asDouble(), o.get("last_loss").asDouble(), v, false, dir.resolve("last.safetensors"));
+                o.get("train_seconds").asDouble(), o.get("last_loss").asDouble(), v, o.path("plateaued").asBoolean(),
+                dir.resolve("last.safetensors"), o.path("plateaued").asBoolean());
         return new Entry(cell, dir, o.get("parameters").asLong(), sum,
                 o.get("epochs").asDouble(), o.get("wall_seconds").asDouble(), o.get("tokens_per_second").asDouble(), v,
                 o.path("val_perplexity_per_word").isNumber() ? o.get("val_perplexity_per_word").asDouble() : Double.NaN,

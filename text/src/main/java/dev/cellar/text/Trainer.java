@@ -44,16 +44,35 @@ public final class Trainer {
     private Checkpoints.Progress progress;
     private List<State> carried;
 
-    /** Training settings; defaults are the reference experiment's (batch 64, window 100, Adam 0.001, 50 epochs). */
+    /**
+     * Training settings; defaults are the reference experiment's (batch 64, window 100, Adam 0.001, 50 epochs).
+     * {@code patience} > 0 stops the run once that many validations in a row have not lowered the best validation loss
+     * (early stopping, as Keras' {@code EarlyStopping}); 0 trains all epochs.
+     */
     public record Config(int batch, int seq, double lr, int epochs, double clipNorm, double timeBudgetSeconds,
-                         long seed, long evalEvery, long checkpointEvery, Path outDir) {
+                         long seed, long evalEvery, long checkpointEvery, Path outDir, int patience) {
         public Config {
             if (batch <= 0 || seq <= 0 || epochs <= 0) {
                 throw new CellarException("batch " + batch + ", window " + seq + " and epochs " + epochs + " must be positive");
             }
-            if (!(lr > 0) || clipNorm < 0 || timeBudgetSeconds < 0 || evalEvery < 0 || checkpointEvery < 0) {
-                throw new CellarException("lr must be positive; clip, time budget, eval and checkpoint intervals non-negative");
+            if (!(lr > 0) || clipNorm < 0 || timeBudgetSeconds < 0 || evalEvery < 0 || checkpointEvery < 0 || patience < 0) {
+                throw new CellarException("lr must be positive; clip, time budget, eval and checkpoint intervals and patience"
+                        + " non-negative");
             }
+            if (patience > 0 && evalEvery == 0) {
+                throw new CellarException("patience " + patience + " counts validations; validate every N steps (eval every > 0)");
+            }
+        }
+
+        /** Without early stopping. */
+        public Config(int batch, int seq, double lr, int epochs, double clipNorm, double timeBudgetSeconds,
+                      long seed, long evalEvery, long checkpointEvery, Path outDir) {
+            this(batch, seq, lr, epochs, clipNorm, timeBudgetSeconds, seed, evalEvery, checkpointEvery, outDir, 0);
+        }
+
+        /** These settings writing into another directory. */
+        public Config withOutDir(Path dir) {
+            return new Config(batch, seq, lr, epochs, clipNorm, timeBudgetSeconds, seed, evalEvery, checkpointEvery, dir, patience);
         }
 
         public static Config defaults(Path outDir) {
@@ -61,10 +80,20 @@ public final class Trainer {
         }
     }
 
-    /** How a run ended. */
+    /**
+     * How a run ended. {@code stoppedEarly}: before its last epoch (time budget, stop request or early stopping);
+     * {@code plateaued}: by early stopping, when {@link Config#patience()} validations in a row did not improve.
+     */
     public record Summary(long steps, int epochs, long tokens, double trainSeconds, double lastLoss,
-                          Evaluator.Result validation, boolean stoppedEarly, Path checkpoint) {
+                          Evaluator.Result validation, boolean stoppedEarly, Path checkpoint, boolean plateaued) {
+        public Summary(long steps, int epochs, long tokens, double trainSeconds, double lastLoss,
+                       Evaluator.Result validation, boolean stoppedEarly, Path checkpoint) {
+            this(steps, epochs, tokens, trainSeconds, lastLoss, validation, stoppedEarly, checkpoint, false);
+        }
     }
+
+    /** The key of {@link Checkpoints.Progress#train()} that holds the step of the best validation so far. */
+    static final String BEST_STEP = "best_step";
 
     public Trainer(Config config, LanguageModel model, Backend backend, int[] train, int[] val, double charsPerToken,
                    TrainListener listener) {
@@ -130,7 +159,8 @@ public final class Trainer {
         Evaluator.Result lastVal = null;
         Path outDir = config.outDir();
         Path last = outDir == null ? null : outDir.resolve("last.safetensors");
-        boolean early = false;
+        boolean early = false, plateaued = false;
+        long bestStep = bestStep(progress);
         if (outDir != null) {
             try {
                 Files.createDirectories(outDir);
@@ -185,25 +215,36 @@ public final class Trainer {
                 line.put("train_s", trainSeconds);
                 metrics.write(JSON.writeValueAsString(line) + "\n");
                 progress = new Checkpoints.Progress(step, epoch, batcher.position(), tokens, trainSeconds, config.seed(), best,
-                        Map.of());
+                        bestStep > 0 ? Map.of(BEST_STEP, Long.toString(bestStep)) : Map.of());
                 if (config.evalEvery() > 0 && step % config.evalEvery() == 0 && val.length > t + 1) {
                     lastVal = validate(metrics, step);
-                    if (lastVal.natsPerToken() < best && outDir != null) {
+                    if (lastVal.natsPerToken() < best) {
                         best = lastVal.natsPerToken();
-                        progress = withBest(progress, best);
-                        save(outDir.resolve("best.safetensors"));
+                        bestStep = step;
+                        progress = withBest(progress, best, bestStep);
+                        if (outDir != null) {
+                            save(outDir.resolve("best.safetensors"));
+                        }
                     }
+                    // validations since the best one, counted from steps so that a resumed run counts on exactly
+                    plateaued = config.patience() > 0 && (step - bestStep) / config.evalEvery() >= config.patience();
                 }
                 if (outDir != null && config.checkpointEvery() > 0 && step % config.checkpointEvery() == 0) {
                     save(last);
                 }
+                if (plateaued) {
+                    early = step < total;
+                    break;
+                }
             }
             if (val.length > t + 1 && (lastVal == null || progress.step() % Math.max(1, config.evalEvery()) != 0)) {
                 lastVal = validate(metrics, step);
-                if (lastVal.natsPerToken() < best && outDir != null) {
+                if (lastVal.natsPerToken() < best) {
                     best = lastVal.natsPerToken();
-                    progress = withBest(progress, best);
-                    save(outDir.resolve("best.safetensors"));
+                    progress = withBest(progress, best, step);
+                    if (outDir != null) {
+                        save(outDir.resolve("best.safetensors"));
+                    }
                 }
             }
         } catch (IOException e) {
@@ -212,13 +253,27 @@ public final class Trainer {
         if (last != null) {
             save(last);
         }
-        Summary s = new Summary(step, epoch, tokens, trainSeconds, lastLoss, lastVal, early, last);
+        Summary s = new Summary(step, epoch, tokens, trainSeconds, lastLoss, lastVal, early, last, plateaued && early);
         listener.onFinish(s);
         return s;
     }
 
-    private static Checkpoints.Progress withBest(Checkpoints.Progress p, double best) {
-        return new Checkpoints.Progress(p.step(), p.epoch(), p.batchPosition(), p.tokens(), p.trainSeconds(), p.seed(), best, p.train());
+    private static Checkpoints.Progress withBest(Checkpoints.Progress p, double best, long bestStep) {
+        Map<String, String> train = new LinkedHashMap<>(p.train());
+        train.put(BEST_STEP, Long.toString(bestStep));
+        return new Checkpoints.Progress(p.step(), p.epoch(), p.batchPosition(), p.tokens(), p.trainSeconds(), p.seed(), best, train);
+    }
+
+    /**
+     * The step of the best validation recorded in a checkpoint's progress; without one (a fresh run, an older
+     * checkpoint) the patience counts from the step the run starts at.
+     */
+    private static long bestStep(Checkpoints.Progress p) {
+        try {
+            return Long.parseLong(p.train().getOrDefault(BEST_STEP, Long.toString(p.step())));
+        } catch (NumberFormatException e) {
+            return p.step();
+        }
     }
 
     private Evaluator.Result validate(Writer metrics, long step) throws IOException {

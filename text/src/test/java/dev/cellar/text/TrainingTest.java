@@ -50,6 +50,44 @@ class TrainingTest {
         assertEquals(s.steps(), ck.progress().step());
     }
 
+    /**
+     * Validating on the training text read backwards, which a model of the forward text learns ever worse, early
+     * stopping ends the run exactly when {@code patience} validations in a row have not beaten the best one.
+     */
+    @Test
+    void earlyStoppingEndsTheRunAfterPatienceValidationsWithoutImprovement(@TempDir Path dir) throws Exception {
+        String text = Fixtures.corpus();
+        Tokenizer tok = CharTokenizer.fit(text);
+        int[] train = tok.encode(text);
+        int[] val = tok.encode(new StringBuilder(text).reverse().toString());
+        LanguageModel m = Fixtures.model("lstm", tok, 16, 1);
+        int patience = 3, evalEvery = 2, epochs = 200;
+        Trainer.Config c = new Trainer.Config(4, 12, 0.03, epochs, 0, 0, 3, evalEvery, 0, dir, patience);
+        Trainer.Summary s = new Trainer(c, m, REF, train, val, 1.0, null).run();
+        assertTrue(s.plateaued() && s.stoppedEarly(), s.toString());
+        long windows = new Batcher(train, 4, 12).windowsPerEpoch();
+        assertTrue(s.steps() < epochs * windows, s.steps() + " steps");
+        List<double[]> vals = new ArrayList<>(); // {step, loss} of every validation
+        for (String line : Files.readAllLines(dir.resolve("metrics.jsonl"))) {
+            com.fasterxml.jackson.databind.JsonNode n = new com.fasterxml.jackson.databind.ObjectMapper().readTree(line);
+            if (n.has("val_loss")) {
+                vals.add(new double[] {n.get("step").asDouble(), n.get("val_loss").asDouble()});
+            }
+        }
+        int bestAt = 0;
+        for (int i = 1; i < vals.size(); i++) {
+            bestAt = vals.get(i)[1] < vals.get(bestAt)[1] ? i : bestAt;
+        }
+        assertEquals(patience, vals.size() - 1 - bestAt, "validations after the best one");
+        assertEquals(s.steps(), (long) vals.get(vals.size() - 1)[0]);
+        assertEquals(vals.get(bestAt)[1], Checkpoints.load(dir.resolve("best.safetensors"), CELLS, REF, dev.cellar.api.DType.F32)
+                .progress().bestValLoss(), 0.0);
+        // without patience the same run trains on past that point
+        Trainer.Config all = new Trainer.Config(4, 12, 0.03, (int) (s.steps() / windows) + 2, 0, 0, 3, evalEvery, 0, null);
+        Trainer.Summary full = new Trainer(all, Fixtures.model("lstm", tok, 16, 1), REF, train, val, 1.0, null).run();
+        assertTrue(!full.plateaued() && full.steps() > s.steps(), full.toString());
+    }
+
     /** N steps straight equals N/2, save, resume in fresh objects, N/2: byte-identical params, on both CPU backends. */
     @ParameterizedTest(name = "{0}")
     @ValueSource(strings = {"cpu-reference", "cpu"})
