@@ -30,9 +30,10 @@ import java.util.List;
  * Training runs {@code sequence} over a whole window (positions restart at 0 each window, nothing is carried
  * between windows). Generation steps one token at a time with a KV cache as the state: {@code (K, V, X)} where K and
  * V are (B, heads, t, dh) and X (B, t, I) holds this layer's inputs; the position counter is the cache length t
- * ({@code initialState} is an empty cache, t = 0). When the cache reaches {@code context}, the
- * layer re-encodes its last {@code context/2} inputs from position 0 and continues; upper layers re-encode the
- * inputs they received, so after a slide they see slightly different (longer-context) lower-layer features.
+ * ({@code initialState} is an empty cache, t = 0). Before the cache would exceed {@code context} (its
+ * {@link #context()}), a language model re-encodes its newest {@code context/2} tokens through the whole stack from
+ * position 0. A layer stepped on its own past its context re-encodes its own last {@code context/2} inputs instead;
+ * in a stack that would leave the upper layers attending to features computed at the old positions.
  */
 public final class Transformer implements CellProvider {
     static final double EPS = 1e-5;
@@ -161,6 +162,11 @@ public final class Transformer implements CellProvider {
                 }
             }
             return ops.constant(m, Shape.of(t, s));
+        }
+
+        @Override
+        public int context() {
+            return context;
         }
 
         @Override

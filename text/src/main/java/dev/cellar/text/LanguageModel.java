@@ -71,6 +71,20 @@ public final class LanguageModel {
         return params().stream().mapToLong(p -> p.shape().size()).sum();
     }
 
+    /**
+     * The shortest positive {@link Cell#context()} of the layers (the transformer's window), or 0 when no layer limits
+     * how far it looks back: the state of {@link #step} may then hold at most this many tokens.
+     */
+    public int context() {
+        int c = 0;
+        for (Cell l : layers) {
+            if (l.context() > 0) {
+                c = c == 0 ? l.context() : Math.min(c, l.context());
+            }
+        }
+        return c;
+    }
+
     public List<State> initialState(Ops ops, int batch) {
         List<State> s = new ArrayList<>();
         for (Cell c : layers) {

@@ -66,12 +66,10 @@ public final class Sampler {
         try (Tape tape = Tape.on(backend, DType.F32, s.seed())) {
             tape.setTraining(false);
             return tape.noGrad(() -> {
-                List<State> state = model.initialState(tape, 1);
+                Feeder feeder = new Feeder(tape, model, 1);
                 float[] logits = null;
                 for (int id : promptIds) {
-                    Step st = step(tape, model, new int[]{id}, state);
-                    state = st.state;
-                    logits = st.logits;
+                    logits = feeder.feed(new int[]{id});
                 }
                 List<Integer> gen = new ArrayList<>();
                 String emitted = "";
@@ -85,9 +83,7 @@ public final class Sampler {
                         emitted = stable;
                     }
                     if (i + 1 < s.length()) {
-                        Step st = step(tape, model, new int[]{next}, state);
-                        state = st.state;
-                        logits = st.logits;
+                        logits = feeder.feed(new int[]{next});
                     }
                 }
                 String all = tok.decode(gen.stream().mapToInt(Integer::intValue).toArray());
@@ -99,18 +95,77 @@ public final class Sampler {
         }
     }
 
-    private record Step(float[] logits, List<State> state) {
-    }
+    /**
+     * Feeds one token per row (a batch of rows) through the model, each step inside a scope that keeps only the new
+     * state. For a model with a {@link LanguageModel#context() context} (the transformer) it keeps each row's tokens
+     * and, before the state would hold more than {@code context} tokens, re-encodes the newest {@code context/2}
+     * through the whole stack from a fresh state: from then on every layer sees what a forward pass over a window
+     * starting there would show it.
+     */
+    private static final class Feeder {
+        private final Tape tape;
+        private final LanguageModel model;
+        private final int context;
+        private List<State> state;
+        private int[][] rows; // the tokens fed to each row so far (only with a context)
+        private int fed;      // tokens fed per row
+        private int cached;   // tokens the state holds
 
-    /** One token per row through the model inside a scope that keeps only the new state. */
-    private static Step step(Tape tape, LanguageModel model, int[] ids, List<State> state) {
-        try (Scope scope = tape.scope()) {
-            LanguageModel.Output o = model.step(tape, tape.ids(ids, Shape.of(ids.length)), state);
-            List<State> next = new ArrayList<>();
-            for (State st : o.state()) {
-                next.add(new State(st.tensors().stream().map(t -> (Tensor) scope.keep(t)).toList()));
+        Feeder(Tape tape, LanguageModel model, int batch) {
+            this.tape = tape;
+            this.model = model;
+            this.context = model.context();
+            this.state = model.initialState(tape, batch);
+            this.rows = new int[batch][context > 0 ? 64 : 0];
+        }
+
+        /** ids: one token per row -> logits (rows x V, row-major) for the next token. */
+        float[] feed(int[] ids) {
+            if (context > 0) {
+                for (int r = 0; r < rows.length; r++) {
+                    if (fed == rows[r].length) {
+                        rows[r] = Arrays.copyOf(rows[r], 2 * fed);
+                    }
+                    rows[r][fed] = ids[r];
+                }
             }
-            return new Step(o.logits().toFloats(), next);
+            fed++;
+            try (Scope scope = tape.scope()) {
+                Tensor logits;
+                List<State> next;
+                if (context > 0 && cached >= context) {
+                    int keep = Math.max(1, context / 2), b = rows.length;
+                    int[] window = new int[b * keep];
+                    for (int r = 0; r < b; r++) {
+                        System.arraycopy(rows[r], fed - keep, window, r * keep, keep);
+                    }
+                    LanguageModel.Output o = model.forward(tape, tape.ids(window, Shape.of(b, keep)), model.initialState(tape, b));
+                    logits = tape.slice(o.logits(), 1, keep - 1, keep);                     // (B, 1, V)
+                    next = o.state();
+                    cached = keep;
+                } else {
+                    LanguageModel.Output o = model.step(tape, tape.ids(ids, Shape.of(ids.length)), state);
+                    logits = o.logits();                                                    // (B, V)
+                    next = o.state();
+                    cached++;
+                }
+                List<State> kept = new ArrayList<>();
+                for (State st : next) {
+                    kept.add(new State(st.tensors().stream().map(t -> (Tensor) scope.keep(t)).toList()));
+                }
+                state = kept;
+                return logits.toFloats();
+            }
+        }
+
+        /** Row r continues what row from[r] was (beam search). */
+        void reorder(int[] from) {
+            state = Sampler.reorder(tape, state, from);
+            int[][] moved = new int[from.length][];
+            for (int r = 0; r < from.length; r++) {
+                moved[r] = rows[from[r]].clone();
+            }
+            rows = moved;
         }
     }
 
@@ -169,14 +224,12 @@ public final class Sampler {
         try (Tape tape = Tape.on(backend, DType.F32, s.seed())) {
             tape.setTraining(false);
             return tape.noGrad(() -> {
-                List<State> state = model.initialState(tape, w);
+                Feeder feeder = new Feeder(tape, model, w);
                 float[] logits = null;
                 for (int id : promptIds) {
                     int[] ids = new int[w];
                     Arrays.fill(ids, id);
-                    Step st = step(tape, model, ids, state);
-                    state = st.state;
-                    logits = st.logits;
+                    logits = feeder.feed(ids);
                 }
                 int v = model.tokenizer().vocabSize();
                 int[][] seqs = new int[w][0];
@@ -204,11 +257,9 @@ public final class Sampler {
                     }
                     seqs = next;
                     first = false;
-                    state = reorder(tape, state, from);
+                    feeder.reorder(from);
                     if (i + 1 < s.length()) {
-                        Step st = step(tape, model, toks, state);
-                        state = st.state;
-                        logits = st.logits;
+                        logits = feeder.feed(toks);
                     }
                 }
                 return model.tokenizer().decode(seqs[0]);

@@ -1,8 +1,14 @@
 package dev.cellar.text;
 
 import dev.cellar.api.CellarException;
+import dev.cellar.api.DType;
+import dev.cellar.api.Shape;
+import dev.cellar.api.Tensor;
+import dev.cellar.autodiff.Tape;
 import org.junit.jupiter.api.Test;
 
+import java.util.ArrayList;
+import java.util.List;
 import java.util.SplittableRandom;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -32,6 +38,47 @@ class SamplerTest {
     void transformerGeneratesPastItsContext() {
         LanguageModel m = Fixtures.model("transformer", TOK, 8, 2); // context 16
         assertEquals(50, Sampler.generate(m, Fixtures.REF, "to be or not", new Sampler.Settings(50, 0, 0, 1, 1, 0), x -> { }).length());
+    }
+
+    /**
+     * Past its context the transformer generates what a fresh forward pass shows it: the window restarts context/2
+     * tokens back each time it fills, and every layer, not only the bottom one, re-encodes from there.
+     */
+    @Test
+    void transformerPastItsContextMatchesAForwardPassOverItsWindow() {
+        LanguageModel m = Fixtures.model("transformer", TOK, 8, 2);
+        int context = m.context(), keep = context / 2, length = 3 * context;
+        assertEquals(16, context);
+        String prompt = "to be or not";
+        String got = Sampler.generate(m, Fixtures.REF, prompt, new Sampler.Settings(length, 0, 0, 1, 1, 0), x -> { });
+
+        List<Integer> toks = new ArrayList<>();
+        for (int id : TOK.encode(prompt)) {
+            toks.add(id);
+        }
+        int n = toks.size();
+        try (Tape tape = Tape.on(Fixtures.REF, DType.F32, 1)) {
+            tape.setTraining(false);
+            tape.noGrad(() -> {
+                int start = 0;
+                for (int p = 0; p < n + length - 1; p++) {
+                    if (p - start >= context) {
+                        start = p + 1 - keep;
+                    }
+                    if (p < n - 1) {
+                        continue;
+                    }
+                    int[] window = toks.subList(start, p + 1).stream().mapToInt(Integer::intValue).toArray();
+                    Tensor logits = m.forward(tape, tape.ids(window, Shape.of(1, window.length)),
+                            m.initialState(tape, 1)).logits(); // (1, T, V)
+                    toks.add(Sampler.pick(tape.slice(logits, 1, window.length - 1, window.length).toFloats(),
+                            new Sampler.Settings(1, 0, 0, 1, 1, 0), new SplittableRandom(1)));
+                }
+                return null;
+            });
+        }
+        int[] generated = toks.subList(n, toks.size()).stream().mapToInt(Integer::intValue).toArray();
+        assertEquals(TOK.decode(generated), got);
     }
 
     @Test

@@ -19,6 +19,15 @@ public interface Cell {
 
     State initialState(Ops ops, int batch);
 
+    /**
+     * The most tokens this layer can look back over when stepping (an attention window), or 0 when it has no such
+     * limit (recurrent cells). A model whose layers have one re-encodes its newest {@code context/2} tokens through
+     * the whole stack, from a fresh {@link #initialState}, before the state would hold more than {@code context}.
+     */
+    default int context() {
+        return 0;
+    }
+
     /** x (B, I) -> out (B, H) and the next state. */
     Step step(Ops ops, Tensor x, State state);
 
