@@ -50,7 +50,11 @@ public final class Sampler {
     private Sampler() {
     }
 
-    /** Generates after {@code prompt} (which is not echoed) and returns the generated text. */
+    /**
+     * Generates after {@code prompt} (which is not echoed) and returns the generated text as it follows the prompt:
+     * decoded behind the prompt's last token, so a word tokenizer's space between the prompt and the first generated
+     * word is part of it ({@code prompt + result} reads as one text).
+     */
     public static String generate(LanguageModel model, Backend backend, String prompt, Settings s, Consumer<String> out) {
         Tokenizer tok = model.tokenizer();
         int[] promptIds = tok.encode(prompt);
@@ -76,7 +80,7 @@ public final class Sampler {
                 for (int i = 0; i < s.length(); i++) {
                     int next = pick(logits, s, rng);
                     gen.add(next);
-                    String text = tok.decode(gen.stream().mapToInt(Integer::intValue).toArray());
+                    String text = after(tok, promptIds, gen.stream().mapToInt(Integer::intValue).toArray());
                     String stable = text.endsWith("\uFFFD") ? text.substring(0, text.length() - 1) : text;
                     if (stable.length() > emitted.length() && stable.startsWith(emitted)) {
                         out.accept(stable.substring(emitted.length()));
@@ -86,13 +90,28 @@ public final class Sampler {
                         logits = feeder.feed(new int[]{next});
                     }
                 }
-                String all = tok.decode(gen.stream().mapToInt(Integer::intValue).toArray());
+                String all = after(tok, promptIds, gen.stream().mapToInt(Integer::intValue).toArray());
                 if (all.length() > emitted.length() && all.startsWith(emitted)) {
                     out.accept(all.substring(emitted.length()));
                 }
                 return all;
             });
         }
+    }
+
+    /**
+     * The text {@code gen} adds after the prompt: decoded behind the prompt's last token and that token's own text cut
+     * off, so the tokenizer's joining rule applies at the seam (a word tokenizer puts a space before a word). Where the
+     * last token does not decode on its own as a prefix of the whole (a byte-level token ending inside a character),
+     * {@code gen} is decoded alone.
+     */
+    static String after(Tokenizer tok, int[] promptIds, int[] gen) {
+        int last = promptIds[promptIds.length - 1];
+        int[] both = new int[gen.length + 1];
+        both[0] = last;
+        System.arraycopy(gen, 0, both, 1, gen.length);
+        String head = tok.decode(new int[]{last}), all = tok.decode(both);
+        return all.startsWith(head) ? all.substring(head.length()) : tok.decode(gen);
     }
 
     /**
@@ -262,7 +281,7 @@ public final class Sampler {
                         logits = feeder.feed(toks);
                     }
                 }
-                return model.tokenizer().decode(seqs[0]);
+                return after(model.tokenizer(), promptIds, seqs[0]);
             });
         }
     }

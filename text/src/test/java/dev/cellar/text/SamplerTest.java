@@ -12,6 +12,7 @@ import java.util.List;
 import java.util.SplittableRandom;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -79,6 +80,22 @@ class SamplerTest {
         }
         int[] generated = toks.subList(n, toks.size()).stream().mapToInt(Integer::intValue).toArray();
         assertEquals(TOK.decode(generated), got);
+    }
+
+    /** A word model's text continues the prompt with the space its tokenizer puts between words. */
+    @Test
+    void wordModelsContinueThePromptAsTheTokenizerJoinsTokens() {
+        WordTokenizer words = WordTokenizer.fit(Fixtures.corpus(), 50);
+        LanguageModel m = Fixtures.model("lstm", words, 8, 2);
+        String prompt = "to be or not to be";
+        for (int beam : new int[]{0, 3}) {
+            String got = Sampler.generate(m, Fixtures.REF, prompt, new Sampler.Settings(12, 0, 0, 1, 1, beam), x -> { });
+            // a word or <unk> comes after a space; only punctuation and newlines attach to the prompt's last word
+            assertFalse(Character.isLetterOrDigit(got.codePointAt(0)) || got.startsWith(WordTokenizer.UNK), "beam " + beam + ": " + got);
+        }
+        assertEquals(" be", Sampler.after(words, words.encode("to"), words.encode("be")));
+        assertEquals(",", Sampler.after(words, words.encode("to"), words.encode(",")));
+        assertEquals("b", Sampler.after(TOK, TOK.encode("to"), TOK.encode("b")));
     }
 
     @Test
