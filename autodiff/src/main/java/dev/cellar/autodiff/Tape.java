@@ -553,10 +553,14 @@ public final class Tape implements Ops, AutoCloseable {
     /**
      * dW (out, in) = g^T (out, R) @ x (R, in). For a wide output layer (a word-level vocabulary: out 10,000, in 256)
      * that product streams all of g's rows past every 8-row block of the GEMM; its transpose x^T @ g (in, out) keeps
-     * each packed panel of g in cache for all in/8 blocks and is then transposed back, a (out, in) copy.
+     * each packed panel of g in cache for all in/8 blocks and is then transposed back, a (out, in) copy. Over many rows
+     * (a whole window) the transposed A operand is copied to row-major first, so any layer with more outputs than
+     * inputs (the LSTM's input projection: 1024 x 256 over 6,400 rows) also takes x^T @ g: it copies x (R, in) instead
+     * of g (R, out), and the GEMM's many output columns suit it better.
      */
     private Var weightGrad(Var g, Var x, int rows, int in, int outF, Shape wShape) {
-        if (outF < 8 * in || in < 8) {
+        boolean flip = in >= 8 && (outF >= 8 * in || (outF > in && rows >= 256));
+        if (!flip) {
             return rawGemm(g, x, 1, outF, in, rows, true, false, 0, 0, wShape); // (out,R)@(R,in)
         }
         Var t = rawGemm(x, g, 1, in, outF, rows, true, false, 0, 0, Shape.of(in, outF)); // (in,R)@(R,out)
