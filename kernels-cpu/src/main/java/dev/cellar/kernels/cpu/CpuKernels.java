@@ -174,8 +174,8 @@ final class CpuKernels extends ReferenceKernels {
     /**
      * Columns [c0From, c0To) of src to rows of dst, in 32 x 32 blocks, one 32-column strip of src at a time from top to
      * bottom: the strip's 32 rows of dst fill front to back. (Taking the blocks row-strip by row-strip wrote to every
-     * row of dst, a page each, before coming back to the first: a 6400 x 1024 weight-gradient operand took about 9% of
-     * an LSTM training step.)
+     * row of dst, a page each, before coming back to the first: copying 6400 x 1024 weight-gradient operands drew 9% of
+     * the JFR samples of LSTM training.)
      */
     private static void transpose(float[] src, int off, int rows, int cols, float[] dst, int c0From, int c0To) {
         for (int c0 = c0From; c0 < c0To; c0 += 32) {
