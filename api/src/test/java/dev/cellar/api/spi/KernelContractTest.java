@@ -600,6 +600,7 @@ public abstract class KernelContractTest {
                 {Shape.scalar(), 7, new int[0], 9, 2, new int[0], 4},
                 {Shape.of(3, 0), 0, new int[] {0, 1}, 2, 0, new int[] {0, 1}, 2},                  // nothing
                 {Shape.of(6, 40), 3, new int[] {41, 1}, 250, 5, new int[] {40, 1}, 245},           // contiguous rows
+                {Shape.of(70, 37), 3, new int[] {1, 70}, 2600, 5, new int[] {37, 1}, 2600},      // a whole transpose
         };
     }
 
