@@ -542,12 +542,93 @@ public final class Tape implements Ops, AutoCloseable {
         return record(y, g -> {
             Var[] gs = new Var[inputs.length];
             gs[0] = x.requiresGrad ? rawGemm(g, w, 1, rows, in, outF, false, false, 0, 0, x.shape) : null; // (R,out)@(out,in)
-            gs[1] = w.requiresGrad ? weightGrad(g, x, rows, in, outF, w.shape) : null;
             if (b != null && b.requiresGrad) {
                 gs[2] = unbroadcast(g, b.shape);
             }
+            if (w.requiresGrad && w.node == null && rows < DEFERRED_ROWS) {
+                deferWeightGrad(w, g, x, rows, in, outF);
+                return gs;
+            }
+            gs[1] = w.requiresGrad ? weightGrad(g, x, rows, in, outF, w.shape) : null;
             return gs;
         }, inputs);
+    }
+
+    /** Linears over fewer rows than this (a recurrence's per-step products) defer their weight gradient to a panel. */
+    private static final int DEFERRED_ROWS = 256;
+    /** Rows a weight-gradient panel gathers before its one GEMM. */
+    private static final int PANEL_ROWS = 1024;
+
+    /**
+     * The rows of (g, x) that a weight takes its gradient from, gathered across the calls of one backward pass: a
+     * recurrence applies W_hh to 64 rows at each of 100 steps, and 100 products dW += g_t^T x_t of depth 64 (each
+     * followed by a (out, in) addition into the gradient) cost far more than one of depth 1,024 every 16 steps.
+     */
+    private final class WeightPanel {
+        final Var w;
+        final int in;
+        final int outF;
+        final int capacity;
+        Var gs;
+        Var xs;
+        int filled;
+
+        WeightPanel(Var w, int rows, int in, int outF) {
+            this.w = w;
+            this.in = in;
+            this.outF = outF;
+            this.capacity = Math.max(1, PANEL_ROWS / rows) * rows;
+        }
+
+        void add(Var g, Var x, int rows) {
+            if (filled + rows > capacity) {
+                flush();
+            }
+            if (gs == null) {
+                gs = allocFull(Shape.of(capacity, outF), g.dtype);
+                xs = allocFull(Shape.of(capacity, in), g.dtype);
+                gs.retained = true; // not a node's temporary: backward's early release must leave it alone
+                xs.retained = true;
+            }
+            int[] gst = {outF, 1}, xst = {in, 1};
+            k.copy(g.storage, 0, gst, gs.storage, filled * outF, gst, Shape.of(rows, outF));
+            k.copy(x.storage, 0, xst, xs.storage, filled * in, xst, Shape.of(rows, in));
+            filled += rows;
+        }
+
+        /** Adds the gathered rows' gradient into the weight's and empties the panel. */
+        void flush() {
+            if (filled == 0) {
+                return;
+            }
+            Var g = view(gs, Shape.of(filled, outF)), x = view(xs, Shape.of(filled, in));
+            Var dw = weightGrad(g, x, filled, in, outF, w.shape);
+            accumulateLeaf(w, dw);
+            release(dw);
+            filled = 0;
+        }
+
+        void free() {
+            if (gs != null) {
+                release(gs);
+                release(xs);
+            }
+        }
+    }
+
+    /** Weight panels of the running backward pass, by weight. */
+    private final Map<Var, WeightPanel> panels = new IdentityHashMap<>();
+
+    private void deferWeightGrad(Var w, Var g, Var x, int rows, int in, int outF) {
+        panels.computeIfAbsent(w, key -> new WeightPanel(key, rows, in, outF)).add(g, x, rows);
+    }
+
+    private void flushPanels() {
+        for (WeightPanel p : panels.values()) {
+            p.flush();
+            p.free();
+        }
+        panels.clear();
     }
 
     /**
@@ -1081,10 +1162,13 @@ public final class Tape implements Ops, AutoCloseable {
                     releaseIfDead(owned.get(a));
                 }
             }
+            flushPanels();
             gradsLeft.clear();
             gradRefs.clear();
             dropGraph();
         } finally {
+            panels.values().forEach(WeightPanel::free);
+            panels.clear();
             gradEnabled = was;
             inBackward = false;
         }
@@ -1117,6 +1201,11 @@ public final class Tape implements Ops, AutoCloseable {
         if (r.gradTemp && !r.retained && !r.kept && r.storage != null && !gradRefs.containsKey(r.storage)) {
             release(r);
         }
+    }
+
+    /** A leaf's (param's) gradient += g. */
+    private void accumulateLeaf(Var target, Var g) {
+        accumulate(null, target, g);
     }
 
     private void accumulate(Map<Var, Var> grads, Var target, Var g) {

@@ -115,6 +115,52 @@ class TapeTest {
         }
     }
 
+    /**
+     * A recurrence's per-step linears gather their weight gradient into panels of about 1,024 rows: 3 rows a step over
+     * 400 steps fills and empties a panel mid-pass. Same gradients as the same recurrence written with matmul, whose
+     * weight gradient is taken at each step, including a second use of the weight over 5 rows and a bias that is not
+     * a leaf (scaled first).
+     */
+    @Test
+    void deferredWeightGradientsEqualThePerStepOnes() {
+        int rows = 3, in = 4, out = 4, steps = 400;
+        java.util.SplittableRandom r = new java.util.SplittableRandom(11);
+        double[] wv = r.doubles(out * in, -0.5, 0.5).toArray(), bv = r.doubles(out, -0.5, 0.5).toArray();
+        double[] cv = r.doubles(out, -0.5, 0.5).toArray(), h0 = r.doubles(rows * in, -1, 1).toArray();
+        double[] z0 = r.doubles(5 * in, -1, 1).toArray();
+        double[][] got = new double[3][], want = new double[3][];
+        for (int variant = 0; variant < 2; variant++) {
+            Param w = Params.of(REF, DType.F64, "w", Shape.of(out, in), wv);
+            Param b = Params.of(REF, DType.F64, "b", Shape.of(out), bv);
+            Param c = Params.of(REF, DType.F64, "c", Shape.of(out), cv);
+            try (Tape t = Tape.on(REF, DType.F64, 0)) {
+                Tensor h = t.constant(h0, Shape.of(rows, in)), z = t.constant(z0, Shape.of(5, in));
+                Tensor loss = t.scalar(0);
+                for (int s = 0; s < steps; s++) {
+                    Tensor bias = s % 7 == 0 ? t.mul(c, t.scalar(2)) : b; // now and then a bias with a node of its own
+                    h = t.tanh(variant == 0 ? t.linear(h, w, bias) : t.add(t.matmul(h, t.permute(w, 1, 0)), bias));
+                    if (s % 50 == 0) {
+                        z = t.tanh(variant == 0 ? t.linear(z, w, b) : t.add(t.matmul(z, t.permute(w, 1, 0)), b));
+                        loss = t.add(loss, t.sum(z));
+                    }
+                }
+                t.backward(t.add(loss, t.sum(h)));
+            }
+            double[][] gr = {w.grad().toDoubles(), b.grad().toDoubles(), c.grad().toDoubles()};
+            if (variant == 0) {
+                got = gr;
+            } else {
+                want = gr;
+            }
+        }
+        for (int p = 0; p < 3; p++) {
+            assertEquals(want[p].length, got[p].length);
+            for (int i = 0; i < want[p].length; i++) {
+                assertEquals(want[p][i], got[p][i], 1e-9 * (1 + Math.abs(want[p][i])), "param " + p + " element " + i);
+            }
+        }
+    }
+
     @Test
     void shapeErrorsCarryTheValues() {
         try (Tape t = Tape.on(REF)) {
