@@ -8,14 +8,15 @@ import dev.cellar.api.spi.BackendProvider;
 import dev.cellar.api.spi.Kernels;
 
 import java.util.concurrent.ExecutorService;
-import java.util.concurrent.Executors;
-import java.util.concurrent.atomic.AtomicInteger;
 
 /**
  * {@code cpu}: the fast pure-Java backend. Uses the Vector API when {@code jdk.incubator.vector} is in the boot layer
  * (the launcher and surefire add it) and plain loops otherwise; {@code -Dcellar.cpu.scalar=true} forces the latter.
  */
 public final class CpuProvider implements BackendProvider {
+    /** How long an idle worker, and a caller waiting for one, spins before it parks (system property cellar.cpu.spin-us). */
+    private static final long SPIN_NANOS = 1000L * Long.getLong("cellar.cpu.spin-us", 200);
+
     @Override
     public String id() {
         return "cpu";
@@ -53,12 +54,7 @@ public final class CpuProvider implements BackendProvider {
             pw = new ScalarPointwise();
             simd = "scalar";
         }
-        AtomicInteger n = new AtomicInteger();
-        ExecutorService pool = Executors.newFixedThreadPool(Math.max(1, threads - 1), r -> {
-            Thread t = new Thread(r, "cellar-cpu-" + n.incrementAndGet());
-            t.setDaemon(true);
-            return t;
-        });
+        ExecutorService pool = new SpinPool(Math.max(1, threads - 1), SPIN_NANOS, "cellar-cpu");
         Kernels k = new CpuKernels(gemm, pw, pool, threads);
         String desc = "cpu: " + simd + ", " + threads + " thread" + (threads == 1 ? "" : "s");
         return new Backend() {
