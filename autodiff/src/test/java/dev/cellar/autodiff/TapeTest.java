@@ -116,8 +116,8 @@ class TapeTest {
     }
 
     /**
-     * A recurrence's per-step linears gather their weight gradient into panels of about 1,024 rows: 3 rows a step over
-     * 400 steps fills and empties a panel mid-pass. Same gradients as the same recurrence written with matmul, whose
+     * A recurrence's per-step linears gather their weight gradient into panels of about 512 rows: 3 rows a step over
+     * 400 steps fills and empties a panel twice mid-pass. Same gradients as the same recurrence written with matmul, whose
      * weight gradient is taken at each step, including a second use of the weight over 5 rows and a bias that is not
      * a leaf (scaled first).
      */
