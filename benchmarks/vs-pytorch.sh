@@ -7,8 +7,10 @@ set -euo pipefail
 
 usage() {
   cat <<EOF
-usage: benchmarks/vs-pytorch.sh [--quick] [--cells lstm,gru,rnn,transformer] [--threads N] [--backend cpu]
+usage: benchmarks/vs-pytorch.sh [--quick] [--rounds N] [--cells lstm,gru,rnn,transformer] [--threads N] [--backend cpu]
   --quick      few steps, short samples and 3 GEMM reps: checks that everything runs (minutes, not figures)
+  --rounds     measure everything N times over (default 1) and print each figure's median, with the ratios'
+               range: on a machine whose speed drifts, one round can be off by half
   --cells      models to compare (default lstm,gru,rnn,transformer)
   --threads    threads for both (default: all cores, $(nproc) here)
   --backend    Cellar backend (default cpu)
@@ -25,9 +27,12 @@ cells=lstm,gru,rnn,transformer
 threads=$(nproc)
 backend=cpu
 quick=0
+rounds=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=1 ;;
+    --rounds) [ $# -ge 2 ] || die "--rounds needs a number"; rounds=$2; shift ;;
+    --rounds=*) rounds=${1#*=} ;;
     --cells) [ $# -ge 2 ] || die "--cells needs a list such as lstm,gru"; cells=$2; shift ;;
     --cells=*) cells=${1#*=} ;;
     --threads) [ $# -ge 2 ] || die "--threads needs a number"; threads=$2; shift ;;
@@ -40,6 +45,7 @@ while [ $# -gt 0 ]; do
   shift
 done
 [[ $threads =~ ^[1-9][0-9]*$ ]] || die "--threads $threads: expected a positive number"
+[[ $rounds =~ ^[1-9][0-9]*$ ]] || die "--rounds $rounds: expected a positive number"
 IFS=, read -r -a cell_list <<<"$cells"
 [ ${#cell_list[@]} -gt 0 ] || die "--cells is empty; pass e.g. --cells lstm,gru"
 for c in "${cell_list[@]}"; do
@@ -88,30 +94,34 @@ torch_py() { (source "$ref/env.sh" && exec "$py" "$@"); }   # OpenBLAS for torch
 # the same, with the peak resident memory (KiB, GNU time's %M) written to $1
 torch_py_rss() { local rss=$1; shift; (source "$ref/env.sh" && exec /usr/bin/time -f '%M' -o "$rss" "$py" "$@"); }
 
-echo "measuring ${cell_list[*]} and GEMM, $threads threads$([ $quick = 1 ] && echo ', --quick'):" >&2
-for c in "${cell_list[@]}"; do
-  run "cellar bench --cell $c" "$tmp/cellar-$c.json" \
-    cellar bench --cell "$c" --backend "$backend" --threads "$threads" --steps $steps --warmup $warmup --sample $sample \
-    --sample-reps $torch_sample_reps --json
-  run "bench_lm.py --mode throughput --cells $c" "$tmp/torch-train-$c.log" \
-    torch_py_rss "$tmp/torch-train-$c.rss" "$ref/bench_lm.py" --mode throughput --cells "$c" --threads "$threads" --steps $steps --warmup $warmup \
-    --json "$tmp/torch-train-$c.json"
-  run "bench_lm.py --mode sample --cells $c" "$tmp/torch-sample-$c.log" \
-    torch_py "$ref/bench_lm.py" --mode sample --cells "$c" --threads "$threads" --sample-len $sample \
-    --sample-reps $torch_sample_reps --json "$tmp/torch-sample-$c.json"
-done
-run "cellar bench --gemm" "$tmp/cellar-gemm.json" \
-  cellar bench --gemm --backend "$backend" --threads "$threads" --sizes $gemm_sizes --reps $reps --json
+echo "measuring ${cell_list[*]} and GEMM, $threads threads$([ $quick = 1 ] && echo ', --quick')$([ $rounds -gt 1 ] && echo ", $rounds rounds"):" >&2
 IFS=, read -r -a gemm_list <<<"$gemm_sizes"
-run "torch_gemm.py" "$tmp/torch-gemm.log" \
-  torch_py "$repo/benchmarks/torch_gemm.py" --threads "$threads" --reps $reps --json "$tmp/torch-gemm.json" "${gemm_list[@]}"
+for r in $(seq "$rounds"); do
+  [ "$rounds" -gt 1 ] && echo " round $r of $rounds" >&2
+  for c in "${cell_list[@]}"; do
+    run "cellar bench --cell $c" "$tmp/cellar-$c.r$r.json" \
+      cellar bench --cell "$c" --backend "$backend" --threads "$threads" --steps $steps --warmup $warmup --sample $sample \
+      --sample-reps $torch_sample_reps --json
+    run "bench_lm.py --mode throughput --cells $c" "$tmp/torch-train-$c.r$r.log" \
+      torch_py_rss "$tmp/torch-train-$c.r$r.rss" "$ref/bench_lm.py" --mode throughput --cells "$c" --threads "$threads" \
+      --steps $steps --warmup $warmup --json "$tmp/torch-train-$c.r$r.json"
+    run "bench_lm.py --mode sample --cells $c" "$tmp/torch-sample-$c.r$r.log" \
+      torch_py "$ref/bench_lm.py" --mode sample --cells "$c" --threads "$threads" --sample-len $sample \
+      --sample-reps $torch_sample_reps --json "$tmp/torch-sample-$c.r$r.json"
+  done
+  run "cellar bench --gemm" "$tmp/cellar-gemm.r$r.json" \
+    cellar bench --gemm --backend "$backend" --threads "$threads" --sizes $gemm_sizes --reps $reps --json
+  run "torch_gemm.py" "$tmp/torch-gemm.r$r.log" \
+    torch_py "$repo/benchmarks/torch_gemm.py" --threads "$threads" --reps $reps --json "$tmp/torch-gemm.r$r.json" "${gemm_list[@]}"
+done
 
 cpu_model=$(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -n 1)
 java_version=$(java -version 2>&1 | head -n 1)
-"$py" - "$tmp" "$cells" "$cpu_model" "$(nproc)" "$java_version" "$quick" <<'EOF'
-import json, sys
+"$py" - "$tmp" "$cells" "$cpu_model" "$(nproc)" "$java_version" "$quick" "$rounds" <<'EOF'
+import json, statistics, sys
 
-tmp, cells, cpu, cores, java, quick = sys.argv[1:]
+tmp, cells, cpu, cores, java, quick, rounds = sys.argv[1:]
+rounds = int(rounds)
 
 def load(name):
     with open(f"{tmp}/{name}") as f:
@@ -119,45 +129,61 @@ def load(name):
     # cellar prints one JSON object on stdout; bench_lm.py and torch_gemm.py write a file
     return json.loads(text[text.index("{"):])
 
-def speed(c, t):
-    return f"{c / t:.2f}x" if c > 0 and t > 0 else "n/a"
+def median(xs):
+    return statistics.median(xs)
 
-meta = load("torch-train-" + cells.split(",")[0] + ".json")["meta"]
-gemm_c, gemm_t = load("cellar-gemm.json"), load("torch-gemm.json")
+def ratio(cs, ts):
+    """The median of the rounds' ratios, with their range when there are several rounds."""
+    rs = [c / t for c, t in zip(cs, ts) if c > 0 and t > 0]
+    if not rs:
+        return "n/a"
+    return f"{median(rs):.2f}x" + (f" ({min(rs):.2f}-{max(rs):.2f})" if len(rs) > 1 else "")
+
+R = range(1, rounds + 1)
+meta = load(f"torch-train-{cells.split(',')[0]}.r1.json")["meta"]
+gemm_c = [load(f"cellar-gemm.r{r}.json") for r in R]
+gemm_t = [load(f"torch-gemm.r{r}.json") for r in R]
 blas = "OpenBLAS" if "openblas" in meta["blas"].lower() else meta["blas"]
 print(f"machine: {cpu}, {cores} cores; {java}; torch {meta['torch']} with {blas}; "
-      f"{meta['threads']} threads; Cellar backend: {gemm_c['backend_description']}")
+      f"{meta['threads']} threads; Cellar backend: {gemm_c[0]['backend_description']}")
 if quick == "1":
     print("(--quick: few steps; these figures only show that the comparison runs)")
+if rounds > 1:
+    print(f"({rounds} rounds: each figure is the median over the rounds; each ratio the median of the rounds' ratios, "
+          "their range in brackets)")
 print()
 print("| model | Cellar train tok/s | PyTorch train tok/s | ratio | Cellar sample ms/token | PyTorch sample ms/token | ratio "
       "| Cellar peak RSS MB | PyTorch peak RSS MB | Cellar GCs in timed steps |")
 print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for c in cells.split(","):
-    ce = load(f"cellar-{c}.json")
-    tt = load(f"torch-train-{c}.json")["rows"][0]
-    ts = load(f"torch-sample-{c}.json")["rows"][0]
-    name = f"{c} {ce['layers']}x{ce['hidden']} ({ce['params']:,} params)"
-    ct, pt = ce["train_tok_s"], tt["tok_s_median"]
-    cs, ps = ce["sample_ms_per_token"], ts["ms_per_tok_median"]
-    with open(f"{tmp}/torch-train-{c}.rss") as f:
-        trss = int(f.read().split()[-1]) / 1024  # GNU time's %M: peak resident set in KiB
-    crss = ce.get("peak_rss_mb")
-    gcs = f"{ce['gc_count_timed']} ({ce['gc_ms_timed']} ms)" if "gc_count_timed" in ce else "n/a"
-    print(f"| {name} | {ct:,.0f} | {pt:,.0f} | {speed(ct, pt)} | {cs:.3f} | {ps:.3f} | {speed(1 / cs, 1 / ps)} "
-          f"| {crss:,.0f} | {trss:,.0f} | {gcs} |" if crss else
-          f"| {name} | {ct:,.0f} | {pt:,.0f} | {speed(ct, pt)} | {cs:.3f} | {ps:.3f} | {speed(1 / cs, 1 / ps)} | n/a | {trss:,.0f} | {gcs} |")
+    ce = [load(f"cellar-{c}.r{r}.json") for r in R]
+    tt = [load(f"torch-train-{c}.r{r}.json")["rows"][0] for r in R]
+    ts = [load(f"torch-sample-{c}.r{r}.json")["rows"][0] for r in R]
+    name = f"{c} {ce[0]['layers']}x{ce[0]['hidden']} ({ce[0]['params']:,} params)"
+    ct, pt = [e["train_tok_s"] for e in ce], [t["tok_s_median"] for t in tt]
+    cs, ps = [e["sample_ms_per_token"] for e in ce], [t["ms_per_tok_median"] for t in ts]
+    trss = []
+    for r in R:
+        with open(f"{tmp}/torch-train-{c}.r{r}.rss") as f:
+            trss.append(int(f.read().split()[-1]) / 1024)  # GNU time's %M: peak resident set in KiB
+    crss = [e["peak_rss_mb"] for e in ce if e.get("peak_rss_mb")]
+    crss_s = f"{median(crss):,.0f}" if crss else "n/a"
+    gcs = ", ".join(f"{e['gc_count_timed']} ({e['gc_ms_timed']} ms)" for e in ce) if "gc_count_timed" in ce[0] else "n/a"
+    print(f"| {name} | {median(ct):,.0f} | {median(pt):,.0f} | {ratio(ct, pt)} | {median(cs):.3f} | {median(ps):.3f} "
+          f"| {ratio([1 / x for x in cs], [1 / x for x in ps])} | {crss_s} | {median(trss):,.0f} | {gcs} |")
 print()
 print("ratio: Cellar's speed over PyTorch's (above 1: Cellar is faster). Train: median step, batch 64 x window 100;")
 print("sample: batch 1, ms per generated token. Peak RSS: the training process's peak resident memory (Cellar's read")
-print("before it samples; PyTorch's from GNU time); GCs: garbage collections during Cellar's timed steps and their pauses.")
+print("before it samples; PyTorch's from GNU time); GCs: garbage collections during Cellar's timed steps and their pauses,")
+print("one entry per round.")
 print()
 print("| GEMM MxKxN (C = A @ B) | Cellar GFLOP/s | torch.mm GFLOP/s | ratio |")
 print("|---|---:|---:|---:|")
-torch_by_size = {r["size"]: r for r in gemm_t["results"]}
-for r in gemm_c["results"]:
-    t = torch_by_size[r["size"]]
-    print(f"| {r['size']} | {r['gflops_median']:.1f} | {t['gflops_median']:.1f} | {speed(r['gflops_median'], t['gflops_median'])} |")
+for i, r0 in enumerate(gemm_c[0]["results"]):
+    size = r0["size"]
+    cg = [g["results"][i]["gflops_median"] for g in gemm_c]
+    tg = [next(x for x in g["results"] if x["size"] == size)["gflops_median"] for g in gemm_t]
+    print(f"| {size} | {median(cg):.1f} | {median(tg):.1f} | {ratio(cg, tg)} |")
 print()
 print(":nt reads B stored (N, K) transposed, :tn A stored (K, M); median over the reps, each at least 0.25 s.")
 EOF
