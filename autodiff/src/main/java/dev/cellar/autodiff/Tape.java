@@ -545,7 +545,7 @@ public final class Tape implements Ops, AutoCloseable {
             if (b != null && b.requiresGrad) {
                 gs[2] = unbroadcast(g, b.shape);
             }
-            if (w.requiresGrad && w.node == null && rows < DEFERRED_ROWS) {
+            if (w.requiresGrad && w.node == null && rows > 0 && rows < DEFERRED_ROWS && panelRows(rows, in, outF) >= 2 * rows) {
                 deferWeightGrad(w, g, x, rows, in, outF);
                 return gs;
             }
@@ -556,8 +556,16 @@ public final class Tape implements Ops, AutoCloseable {
 
     /** Linears over fewer rows than this (a recurrence's per-step products) defer their weight gradient to a panel. */
     private static final int DEFERRED_ROWS = 256;
-    /** Rows a weight-gradient panel gathers before its one GEMM. */
+    /** Rows a weight-gradient panel gathers before its one GEMM... */
     private static final int PANEL_ROWS = 512;
+    /** ...unless its two buffers would take more elements than this (a wide classifier's weight). */
+    private static final int PANEL_ELEMENTS = 1 << 20;
+
+    /** A panel's rows for calls of {@code rows} rows: a whole number of calls. */
+    private static int panelRows(int rows, int in, int outF) {
+        int fit = (int) Math.min(PANEL_ROWS, PANEL_ELEMENTS / Math.max(1L, (long) in + outF));
+        return fit / rows * rows;
+    }
 
     /**
      * The rows of (g, x) that a weight takes its gradient from, gathered across the calls of one backward pass: a
@@ -578,7 +586,7 @@ public final class Tape implements Ops, AutoCloseable {
             this.w = w;
             this.in = in;
             this.outF = outF;
-            this.capacity = Math.max(1, PANEL_ROWS / rows) * rows;
+            this.capacity = Math.max(rows, panelRows(rows, in, outF));
         }
 
         void add(Var g, Var x, int rows) {
