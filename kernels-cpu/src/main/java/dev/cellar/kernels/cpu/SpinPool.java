@@ -6,9 +6,12 @@ import java.util.concurrent.AbstractExecutorService;
 import java.util.concurrent.Callable;
 import java.util.concurrent.ConcurrentLinkedQueue;
 import java.util.concurrent.ExecutionException;
+import java.util.concurrent.Future;
 import java.util.concurrent.FutureTask;
+import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.RunnableFuture;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.locks.LockSupport;
 
 /**
@@ -34,7 +37,8 @@ final class SpinPool extends AbstractExecutorService {
     }
 
     private final class Worker extends Thread {
-        volatile boolean parked;
+        /** Set by the worker before it parks; a submitter that clears it owns the wake-up. */
+        final AtomicBoolean parked = new AtomicBoolean();
 
         Worker(String name) {
             super(name);
@@ -43,37 +47,51 @@ final class SpinPool extends AbstractExecutorService {
 
         @Override
         public void run() {
-            while (!shutdown) {
+            while (true) {
                 Runnable r = queue.poll();
-                if (r != null) {
-                    r.run(); // a FutureTask: its failure goes to whoever waits on it
-                    continue;
-                }
-                long until = System.nanoTime() + spinNanos;
-                while ((r = queue.poll()) == null && System.nanoTime() < until && !shutdown) {
-                    Thread.onSpinWait();
+                if (r == null && !shutdown) {
+                    long until = System.nanoTime() + spinNanos;
+                    while ((r = queue.poll()) == null && System.nanoTime() < until && !shutdown) {
+                        Thread.onSpinWait();
+                    }
                 }
                 if (r != null) {
-                    r.run();
+                    runOne(r);
                     continue;
                 }
-                parked = true; // then look once more: a task queued before this write is seen below, a later one unparks us
+                if (shutdown) {
+                    return; // the queue was empty after shutdown: every task queued before it has run
+                }
+                parked.set(true); // then look once more: a task queued before this write is seen here, a later one unparks us
                 if (queue.isEmpty() && !shutdown) {
                     LockSupport.park(this);
                 }
-                parked = false;
+                parked.set(false);
+                Thread.interrupted(); // an interrupt must not turn park into a busy loop
             }
+        }
+
+        private void runOne(Runnable r) {
+            try {
+                r.run(); // a FutureTask keeps its failure for whoever waits on it
+            } catch (RuntimeException | Error e) {
+                // a plain Runnable given to execute(): its failure must not take the worker with it
+            }
+            Thread.interrupted();
         }
     }
 
     @Override
     public void execute(Runnable task) {
         if (shutdown) {
-            throw new java.util.concurrent.RejectedExecutionException("the cpu backend was closed");
+            throw new RejectedExecutionException("the cpu backend was closed");
         }
         queue.offer(task);
+        if (shutdown && queue.remove(task)) { // shut down meanwhile: the workers may be gone
+            throw new RejectedExecutionException("the cpu backend was closed");
+        }
         for (Worker w : workers) {
-            if (w.parked) {
+            if (w.parked.compareAndSet(true, false)) { // one wake-up per task, each to a different sleeping worker
                 LockSupport.unpark(w);
                 break;
             }
@@ -124,14 +142,18 @@ final class SpinPool extends AbstractExecutorService {
         }
     }
 
+    /** Shuts down and returns the tasks not started; their futures are cancelled, so no caller waits on them. */
     @Override
     public List<Runnable> shutdownNow() {
-        shutdown();
         List<Runnable> left = new ArrayList<>();
         Runnable r;
         while ((r = queue.poll()) != null) {
             left.add(r);
+            if (r instanceof Future<?> f) {
+                f.cancel(false);
+            }
         }
+        shutdown();
         return left;
     }
 
