@@ -586,7 +586,7 @@ public final class Tape implements Ops, AutoCloseable {
             this.w = w;
             this.in = in;
             this.outF = outF;
-            this.capacity = Math.max(rows, panelRows(rows, in, outF));
+            this.capacity = panelRows(rows, in, outF); // at least two calls: the caller checks
         }
 
         void add(Var g, Var x, int rows) {
@@ -633,11 +633,7 @@ public final class Tape implements Ops, AutoCloseable {
     }
 
     private void flushPanels() {
-        for (WeightPanel p : panels.values()) {
-            p.flush();
-            p.free();
-        }
-        panels.clear();
+        panels.values().forEach(WeightPanel::flush);
     }
 
     /**
@@ -1175,7 +1171,7 @@ public final class Tape implements Ops, AutoCloseable {
             gradsLeft.clear();
             gradRefs.clear();
             dropGraph();
-        } finally {
+        } finally { // the panels' buffers go back whether or not backward finished
             panels.values().forEach(WeightPanel::free);
             panels.clear();
             gradEnabled = was;

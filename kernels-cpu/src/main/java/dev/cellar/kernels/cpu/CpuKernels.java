@@ -138,7 +138,7 @@ final class CpuKernels extends ReferenceKernels {
                     bp = packed(sb, p * s.strideB(), k, n, s.transB(), s.strideB() == 0 || s.batch() == 1, scratch);
                 }
                 if (copyA) {
-                    transposeParallel(fa, p * s.strideA(), k, m, at);
+                    transposeParallel(fa, p * s.strideA(), k, m, at, 0);
                     run(at, 0, ars, acs, bp, fc, p * m * n, m, n, k, s.accumulate());
                 } else {
                     run(fa, p * s.strideA(), ars, acs, bp, fc, p * m * n, m, n, k, s.accumulate());
@@ -165,11 +165,7 @@ final class CpuKernels extends ReferenceKernels {
         transpose(src, off, rows, cols, dst, 0, 0, cols);
     }
 
-    /** {@link #transpose}, its 32-column strips split over the threads. */
-    private void transposeParallel(float[] src, int off, int rows, int cols, float[] dst) {
-        transposeParallel(src, off, rows, cols, dst, 0);
-    }
-
+    /** {@link #transpose} into dst from {@code dOff}, its 32-column strips split over the threads. */
     private void transposeParallel(float[] src, int off, int rows, int cols, float[] dst, int dOff) {
         int strips = (cols + 31) / 32;
         rows(strips, (long) rows * cols / 8,
