@@ -13,6 +13,7 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Callable;
 import java.util.concurrent.Future;
 
 /**
@@ -259,6 +260,11 @@ final class CpuKernels extends ReferenceKernels {
         } catch (RuntimeException e) {
             failure = e;
         }
+        await(fs, failure, what);
+    }
+
+    /** Waits for every task as {@link #join} does, after this thread's share ended with {@code failure} or null. */
+    private static void await(List<Future<?>> fs, RuntimeException failure, String what) {
         boolean interrupted = false;
         for (Future<?> f : fs) {
             while (true) {
@@ -761,29 +767,52 @@ final class CpuKernels extends ReferenceKernels {
         void run(int r0, int r1);
     }
 
-    /** Splits rows over the pool when there is enough work ({@code cost} in rough flops). */
-    /** {@code body} over [0, n) in chunks split across the pool when n is large. */
+    /** {@code body} over [0, n) in chunks of 4,096 split across the pool when n is large. */
     private void chunks(int n, RowRange body) {
-        int block = 4096;
-        int blocks = (n + block - 1) / block;
-        if (blocks <= 1) {
-            body.run(0, n);
-            return;
-        }
-        rows(blocks, (long) n * 20, (b0, b1) -> body.run(b0 * block, Math.min(n, b1 * block)));
+        split(n, 4096, (long) n * 20, body);
     }
 
+    /** {@code body} over [0, rows), split across the pool when there is enough work ({@code cost} in rough flops). */
     private void rows(int rows, long cost, RowRange body) {
-        int tasks = cost < PARALLEL_FMAS || rows < 2 ? 1 : Math.min(threads, rows);
+        split(rows, 1, cost, body);
+    }
+
+    /**
+     * {@code body} over [0, n) in up to one part per thread, each bound a multiple of {@code grain} (or n). The parts go
+     * to the pool as {@link Part}s and this thread runs the first itself, with no lambda in between: every call level
+     * here is one less for the kernel's own vector code to fit under C2's inlining depth (see VectorPointwise.activate).
+     */
+    private void split(int n, int grain, long cost, RowRange body) {
+        int units = (int) (((long) n + grain - 1) / grain);
+        int tasks = cost < PARALLEL_FMAS || units < 2 ? 1 : Math.min(threads, units);
         if (tasks <= 1) {
-            body.run(0, rows);
+            body.run(0, n);
             return;
         }
         List<Future<?>> fs = new ArrayList<>(tasks - 1);
         for (int t = 1; t < tasks; t++) {
-            int r0 = rows * t / tasks, r1 = rows * (t + 1) / tasks;
-            fs.add(pool.submit(() -> body.run(r0, r1)));
+            fs.add(pool.submit(new Part(body, bound(n, grain, units, t, tasks), bound(n, grain, units, t + 1, tasks))));
         }
-        join(fs, () -> body.run(0, rows / tasks), "a kernel");
+        RuntimeException failure = null;
+        try {
+            body.run(0, bound(n, grain, units, 1, tasks));
+        } catch (RuntimeException e) {
+            failure = e;
+        }
+        await(fs, failure, "a kernel");
+    }
+
+    /** Part t of {@code tasks} ends here: units t / tasks of {@code grain} each, at most n. */
+    private static int bound(int n, int grain, int units, int t, int tasks) {
+        return (int) Math.min(n, (long) units * t / tasks * grain);
+    }
+
+    /** One part of a {@link #split}, a Callable so that the pool's FutureTask runs it without an adapter. */
+    private record Part(RowRange body, int r0, int r1) implements Callable<Void> {
+        @Override
+        public Void call() {
+            body.run(r0, r1);
+            return null;
+        }
     }
 }

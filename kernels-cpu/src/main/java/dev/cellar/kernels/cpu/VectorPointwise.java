@@ -12,9 +12,9 @@ import jdk.incubator.vector.VectorSpecies;
  * used to differ from run to run. sigmoid and tanh are rational functions of it. Sums across lanes go lane by lane in a
  * fixed order.
  *
- * <p>No vector crosses a method boundary: each activation is one loop over arrays ({@link #expTo}, {@link #sigmoidTo},
- * {@link #tanhTo}), and the fused steps run them row by row into a per-thread scratch row, then combine. (A helper
- * returning a vector is not always inlined by C2 on JDK 17 once compiled on its own, and then every vector is boxed.)
+ * <p>No vector crosses a method boundary: the activations are loops over arrays ({@link #activate}), and the fused
+ * steps run them row by row into a per-thread scratch row, then combine. (A helper returning a vector is not always
+ * inlined by C2 on JDK 17 once compiled on its own, and then every vector is boxed.)
  * Tails shorter than a vector use the same formulas in scalar floats, so every element gets the same value wherever
  * it falls. Only loaded when jdk.incubator.vector is in the boot layer.
  */
@@ -42,15 +42,52 @@ final class VectorPointwise implements Pointwise {
 
     // ---------------------------------------------------------------- the three activations
 
-    /**
-     * o[oOff + k] = e^a[aOff + k] for k in [0, n) (in place when the ranges coincide), to a few ulps: x = m ln 2 + r
-     * with m = round(x log2 e), e^r by a degree-6 polynomial, times 2^m built in the exponent bits of two factors
-     * 2^(m/2) 2^(m - m/2), so that overflow gives infinity and underflow goes gradually to 0. NaN stays NaN.
-     */
+    private static final int EXP = 0, SIGMOID = 1, TANH = 2;
+
+    /** o[oOff + k] = e^a[aOff + k] for k in [0, n); in place when the ranges coincide. */
     static void expTo(float[] a, int aOff, float[] o, int oOff, int n) {
+        activate(EXP, a, aOff, o, oOff, n);
+    }
+
+    /** o = 1 / (1 + e^-a) over [0, n). */
+    static void sigmoidTo(float[] a, int aOff, float[] o, int oOff, int n) {
+        activate(SIGMOID, a, aOff, o, oOff, n);
+    }
+
+    /** o = tanh(a) = 1 - 2 / (e^2a + 1) over [0, n): exact limits, absolute error a few 1e-8. */
+    static void tanhTo(float[] a, int aOff, float[] o, int oOff, int n) {
+        activate(TANH, a, aOff, o, oOff, n);
+    }
+
+    /**
+     * The three activations in one method, on purpose: its bytecode is longer than C2's FreqInlineSize (325 bytes), so
+     * C2 never inlines it into a caller and always compiles it as a root of its own. Inlined at the bottom of a deep
+     * chain (a worker's loop, the task, the kernel's lambda, the fused step) the Vector API's own dozen levels of
+     * force-inlined calls went past MaxInlineLevel (15): the intrinsics failed and every vector was boxed, 100 to 200
+     * MB allocated per RNN training step in some runs and 2 MB in others, depending on which method C2 compiled first.
+     * VectorPointwiseShapeTest checks the length.
+     *
+     * <p>e^x: x = m ln 2 + r with m = round(x log2 e), e^r by a degree-6 polynomial, times 2^m built in the exponent
+     * bits of two factors 2^(m/2) 2^(m - m/2), so that overflow gives infinity and underflow goes gradually to 0, to a
+     * few ulps. NaN stays NaN. sigmoid takes it at -x and tanh at 2x.
+     */
+    static void activate(int fn, float[] a, int aOff, float[] o, int oOff, int n) {
         int nv = n - n % L;
+        float[] x = a;
+        int xOff = aOff;
+        if (fn != EXP) { // the exponent's argument, into o
+            float pre = fn == SIGMOID ? -1f : 2f;
+            for (int k = 0; k < nv; k += L) {
+                FloatVector.fromArray(S, a, aOff + k).mul(pre).intoArray(o, oOff + k);
+            }
+            for (int k = nv; k < n; k++) {
+                o[oOff + k] = a[aOff + k] * pre;
+            }
+            x = o;
+            xOff = oOff;
+        }
         for (int k = 0; k < nv; k += L) {
-            FloatVector c = FloatVector.fromArray(S, a, aOff + k).max(EXP_LO).min(EXP_HI);
+            FloatVector c = FloatVector.fromArray(S, x, xOff + k).max(EXP_LO).min(EXP_HI);
             FloatVector shifted = c.mul(1.44269504088896341f).add(ROUND);
             FloatVector mf = shifted.sub(ROUND);
             FloatVector r = c.sub(mf.mul(0.693359375f)).sub(mf.mul(-2.12194440e-4f));
@@ -63,11 +100,27 @@ final class VectorPointwise implements Pointwise {
             y.mul(p1).mul(p2).intoArray(o, oOff + k); // above EXP_HI at least 2^128: infinity
         }
         for (int k = nv; k < n; k++) {
-            o[oOff + k] = exp(a[aOff + k]);
+            o[oOff + k] = exp(x[xOff + k]);
+        }
+        if (fn == SIGMOID) {
+            for (int k = 0; k < nv; k += L) {
+                FloatVector.broadcast(S, 1f).div(FloatVector.fromArray(S, o, oOff + k).add(1f)).intoArray(o, oOff + k);
+            }
+            for (int k = nv; k < n; k++) {
+                o[oOff + k] = 1f / (o[oOff + k] + 1f);
+            }
+        } else if (fn == TANH) {
+            for (int k = 0; k < nv; k += L) {
+                FloatVector two = FloatVector.broadcast(S, 2f);
+                FloatVector.broadcast(S, 1f).sub(two.div(FloatVector.fromArray(S, o, oOff + k).add(1f))).intoArray(o, oOff + k);
+            }
+            for (int k = nv; k < n; k++) {
+                o[oOff + k] = 1f - 2f / (o[oOff + k] + 1f);
+            }
         }
     }
 
-    /** The same formula as {@link #expTo}, one float. */
+    /** The same formula as {@link #activate}'s exponential, one float. */
     static float exp(float x) {
         float c = Math.min(Math.max(x, EXP_LO), EXP_HI);
         float shifted = c * 1.44269504088896341f + ROUND;
@@ -77,43 +130,6 @@ final class VectorPointwise implements Pointwise {
                 + 1.6666665459e-1f) * r + 5.0000001201e-1f) * (r * r) + r + 1f;
         int m = Float.floatToRawIntBits(shifted) - ROUND_BITS, half = m >> 1;
         return y * Float.intBitsToFloat((half + 127) << 23) * Float.intBitsToFloat((m - half + 127) << 23);
-    }
-
-    /** o = 1 / (1 + e^-a) over [0, n). */
-    static void sigmoidTo(float[] a, int aOff, float[] o, int oOff, int n) {
-        int nv = n - n % L;
-        for (int k = 0; k < nv; k += L) {
-            FloatVector.fromArray(S, a, aOff + k).neg().intoArray(o, oOff + k);
-        }
-        for (int k = nv; k < n; k++) {
-            o[oOff + k] = -a[aOff + k];
-        }
-        expTo(o, oOff, o, oOff, n);
-        for (int k = 0; k < nv; k += L) {
-            FloatVector.broadcast(S, 1f).div(FloatVector.fromArray(S, o, oOff + k).add(1f)).intoArray(o, oOff + k);
-        }
-        for (int k = nv; k < n; k++) {
-            o[oOff + k] = 1f / (o[oOff + k] + 1f);
-        }
-    }
-
-    /** o = tanh(a) = 1 - 2 / (e^2a + 1) over [0, n): exact limits, absolute error a few 1e-8. */
-    static void tanhTo(float[] a, int aOff, float[] o, int oOff, int n) {
-        int nv = n - n % L;
-        for (int k = 0; k < nv; k += L) {
-            FloatVector.fromArray(S, a, aOff + k).mul(2f).intoArray(o, oOff + k);
-        }
-        for (int k = nv; k < n; k++) {
-            o[oOff + k] = a[aOff + k] * 2f;
-        }
-        expTo(o, oOff, o, oOff, n);
-        for (int k = 0; k < nv; k += L) {
-            FloatVector two = FloatVector.broadcast(S, 2f);
-            FloatVector.broadcast(S, 1f).sub(two.div(FloatVector.fromArray(S, o, oOff + k).add(1f))).intoArray(o, oOff + k);
-        }
-        for (int k = nv; k < n; k++) {
-            o[oOff + k] = 1f - 2f / (o[oOff + k] + 1f);
-        }
     }
 
     // ---------------------------------------------------------------- fused recurrent steps
