@@ -46,7 +46,6 @@ public final class CpuProvider implements BackendProvider {
         Pointwise pw;
         String simd;
         if (vectorAvailable()) {
-            CompileRoots.install();
             gemm = new VectorGemm();
             pw = new VectorPointwise();
             simd = VectorGemm.describe();

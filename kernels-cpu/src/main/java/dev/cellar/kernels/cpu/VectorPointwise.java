@@ -65,7 +65,7 @@ final class VectorPointwise implements Pointwise {
      * chain (a worker's loop, the task, the kernel's lambda, the fused step) the Vector API's own dozen levels of
      * force-inlined calls went past MaxInlineLevel (15): the intrinsics failed and every vector was boxed, 100 to 200
      * MB allocated per RNN training step in some runs and 2 MB in others, depending on which method C2 compiled first.
-     * CompileRoots asks C2 the same through a compiler directive; CompileRootsTest checks the length.
+     * VectorPointwiseShapeTest checks the length.
      *
      * <p>e^x: x = m ln 2 + r with m = round(x log2 e), e^r by a degree-6 polynomial, times 2^m built in the exponent
      * bits of two factors 2^(m/2) 2^(m - m/2), so that overflow gives infinity and underflow goes gradually to 0, to a
