@@ -20,6 +20,12 @@ import jdk.incubator.vector.VectorSpecies;
  */
 final class VectorPointwise implements Pointwise {
     private static final VectorSpecies<Float> S = FloatVector.SPECIES_PREFERRED;
+    /**
+     * The int lanes of the same shape, for the exponent bits. Reinterpreting to it by name, not with reinterpretAsInts:
+     * that one looks the species up (AbstractSpecies.computeSpecies), and where C2 left the lookup out of line, as it
+     * did in some runs, no vector operation after it had constant arguments and all of them were boxed.
+     */
+    private static final VectorSpecies<Integer> IS = VectorSpecies.of(int.class, S.vectorShape());
     private static final int L = S.length();
     private static final float EXP_HI = 88.8f;
     private static final float EXP_LO = -104f;
@@ -60,12 +66,9 @@ final class VectorPointwise implements Pointwise {
     }
 
     /**
-     * The three activations in one method, on purpose: its bytecode is longer than C2's FreqInlineSize (325 bytes), so
-     * C2 never inlines it into a caller and always compiles it as a root of its own. Inlined at the bottom of a deep
-     * chain (a worker's loop, the task, the kernel's lambda, the fused step) the Vector API's own dozen levels of
-     * force-inlined calls went past MaxInlineLevel (15): the intrinsics failed and every vector was boxed, 100 to 200
-     * MB allocated per RNN training step in some runs and 2 MB in others, depending on which method C2 compiled first.
-     * VectorPointwiseShapeTest checks the length.
+     * The three activations in one method: its bytecode (623 bytes) is longer than C2's FreqInlineSize (325), so C2
+     * compiles it at the top of a compilation of its own, never at the bottom of a worker's chain of tasks and lambdas
+     * where its inlining budget is spent. VectorPointwiseShapeTest checks the length.
      *
      * <p>e^x: x = m ln 2 + r with m = round(x log2 e), e^r by a degree-6 polynomial, times 2^m built in the exponent
      * bits of two factors 2^(m/2) 2^(m - m/2), so that overflow gives infinity and underflow goes gradually to 0, to a
@@ -93,10 +96,10 @@ final class VectorPointwise implements Pointwise {
             FloatVector r = c.sub(mf.mul(0.693359375f)).sub(mf.mul(-2.12194440e-4f));
             FloatVector y = r.mul(1.9875691500e-4f).add(1.3981999507e-3f).mul(r).add(8.3334519073e-3f).mul(r)
                     .add(4.1665795894e-2f).mul(r).add(1.6666665459e-1f).mul(r).add(5.0000001201e-1f).mul(r.mul(r)).add(r).add(1f);
-            IntVector m = shifted.reinterpretAsInts().sub(ROUND_BITS);
+            IntVector m = ((IntVector) shifted.reinterpretShape(IS, 0)).sub(ROUND_BITS);
             IntVector half = m.lanewise(VectorOperators.ASHR, 1);
-            FloatVector p1 = half.add(127).lanewise(VectorOperators.LSHL, 23).reinterpretAsFloats();
-            FloatVector p2 = m.sub(half).add(127).lanewise(VectorOperators.LSHL, 23).reinterpretAsFloats();
+            FloatVector p1 = (FloatVector) half.add(127).lanewise(VectorOperators.LSHL, 23).reinterpretShape(S, 0);
+            FloatVector p2 = (FloatVector) m.sub(half).add(127).lanewise(VectorOperators.LSHL, 23).reinterpretShape(S, 0);
             y.mul(p1).mul(p2).intoArray(o, oOff + k); // above EXP_HI at least 2^128: infinity
         }
         for (int k = nv; k < n; k++) {

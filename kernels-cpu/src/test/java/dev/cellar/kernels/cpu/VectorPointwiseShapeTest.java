@@ -6,16 +6,20 @@ import java.io.DataInputStream;
 import java.io.IOException;
 import java.io.InputStream;
 import java.util.HashMap;
+import java.util.HashSet;
+import java.util.List;
 import java.util.Map;
+import java.util.Set;
 
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
- * Guards a property of the bytecode that the speed of the cpu backend rests on: VectorPointwise.activate must stay too
- * long for C2 to inline (FreqInlineSize, 325 bytes on x86-64 for JDK 17 to 25), so that its vector code is always
- * compiled at the top of its own compilation, where the Vector API's intrinsics fit under MaxInlineLevel. The class
- * file is read as bytes; the class itself is not loaded, so this runs without jdk.incubator.vector too.
+ * Guards two properties of VectorPointwise's bytecode that keep C2 compiling its vector code as vector code, not as
+ * boxed objects: activate stays too long to inline (FreqInlineSize, 325 bytes on x86-64 for JDK 17 to 25), and no
+ * kernel looks a species up at run time. The class file is read as bytes; the class itself is not loaded, so this
+ * runs without jdk.incubator.vector too.
  */
 class VectorPointwiseShapeTest {
     private static final int FREQ_INLINE_SIZE = 325;
@@ -29,16 +33,41 @@ class VectorPointwiseShapeTest {
                 + FREQ_INLINE_SIZE + ": C2 may inline it into deep callers and box its vectors");
     }
 
+    /**
+     * reinterpretAsInts and reinterpretAsFloats find their species through AbstractSpecies.computeSpecies; where C2
+     * leaves that call out of line (it did in about one run in four) every vector after it is boxed. The kernels
+     * reinterpret to a named species instead.
+     */
+    @Test
+    void noKernelLooksItsSpeciesUp() throws IOException {
+        Set<String> names = constants("VectorPointwise.class");
+        for (String lookup : List.of("reinterpretAsInts", "reinterpretAsFloats", "withLanes")) {
+            assertFalse(names.contains(lookup), "VectorPointwise calls " + lookup + "; use reinterpretShape(species, 0)");
+        }
+        assertTrue(names.contains("reinterpretShape"), "the parser found no call to reinterpretShape: " + names.size());
+    }
+
     @Test
     void theParserReadsTheLengthsOfThisClass() throws IOException {
         Map<String, Integer> lengths = codeLengths("VectorPointwiseShapeTest.class");
-        // codeLengths itself is a long method, FREQ_INLINE_SIZE's getter-free test a short one
-        assertTrue(lengths.get("codeLengths") > 100, lengths.toString());
-        assertTrue(lengths.get("theParserReadsTheLengthsOfThisClass") < lengths.get("codeLengths"), lengths.toString());
+        // parse itself is a long method, this test a short one
+        assertTrue(lengths.get("parse") > 100, lengths.toString());
+        assertTrue(lengths.get("theParserReadsTheLengthsOfThisClass") < lengths.get("parse"), lengths.toString());
+    }
+
+    /** The class file's UTF-8 constants: every name it defines or calls, among others. */
+    private static Set<String> constants(String resource) throws IOException {
+        Set<String> out = new HashSet<>();
+        parse(resource, out);
+        return out;
     }
 
     /** Each method's name and the length of its Code attribute (JVMS 4.1, 4.4, 4.6, 4.7.3). */
     private static Map<String, Integer> codeLengths(String resource) throws IOException {
+        return parse(resource, new HashSet<>());
+    }
+
+    private static Map<String, Integer> parse(String resource, Set<String> constants) throws IOException {
         try (InputStream raw = VectorPointwiseShapeTest.class.getResourceAsStream(resource)) {
             assertNotNull(raw, resource + " is not on the test class path");
             DataInputStream in = new DataInputStream(raw);
@@ -50,7 +79,10 @@ class VectorPointwiseShapeTest {
             for (int i = 1; i < count; i++) {
                 int tag = in.readUnsignedByte();
                 switch (tag) {
-                    case 1 -> utf8[i] = in.readUTF();
+                    case 1 -> {
+                        utf8[i] = in.readUTF();
+                        constants.add(utf8[i]);
+                    }
                     case 3, 4, 9, 10, 11, 12, 17, 18 -> in.skipNBytes(4);
                     case 5, 6 -> {
                         in.skipNBytes(8);
