@@ -11,9 +11,9 @@ import dev.cellar.api.spi.Unary;
 
 import java.util.ArrayList;
 import java.util.List;
+import java.util.concurrent.Callable;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ExecutorService;
-import java.util.concurrent.Callable;
 import java.util.concurrent.Future;
 
 /**
@@ -779,7 +779,7 @@ final class CpuKernels extends ReferenceKernels {
 
     /**
      * {@code body} over [0, n) in up to one part per thread, each bound a multiple of {@code grain} (or n). The parts go
-     * to the pool as {@link Part}s and this thread runs the first itself, with no lambda in between: every call level
+     * to the pool as {@link Part}s and this thread runs the first itself, with no lambda of split's own in between: every call level
      * here is one less for the kernel's own vector code to fit under C2's inlining depth (see VectorPointwise.activate).
      */
     private void split(int n, int grain, long cost, RowRange body) {

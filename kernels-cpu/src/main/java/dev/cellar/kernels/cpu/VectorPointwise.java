@@ -66,7 +66,7 @@ final class VectorPointwise implements Pointwise {
     }
 
     /**
-     * The three activations in one method: its bytecode (623 bytes) is longer than C2's FreqInlineSize (325), so C2
+     * The three activations in one method: its bytecode is longer than C2's FreqInlineSize (325 bytes), so C2
      * compiles it at the top of a compilation of its own, never at the bottom of a worker's chain of tasks and lambdas
      * where its inlining budget is spent. VectorPointwiseShapeTest checks the length.
      *
@@ -78,14 +78,22 @@ final class VectorPointwise implements Pointwise {
         int nv = n - n % L;
         float[] x = a;
         int xOff = aOff;
-        if (fn != EXP) { // the exponent's argument, into o
-            float pre = fn == SIGMOID ? -1f : 2f;
+        if (fn == SIGMOID) { // the exponent's argument, into o: -x (a sign flip, NaN's sign too), or 2x
             for (int k = 0; k < nv; k += L) {
-                FloatVector.fromArray(S, a, aOff + k).mul(pre).intoArray(o, oOff + k);
+                FloatVector.fromArray(S, a, aOff + k).neg().intoArray(o, oOff + k);
             }
             for (int k = nv; k < n; k++) {
-                o[oOff + k] = a[aOff + k] * pre;
+                o[oOff + k] = -a[aOff + k];
             }
+        } else if (fn == TANH) {
+            for (int k = 0; k < nv; k += L) {
+                FloatVector.fromArray(S, a, aOff + k).mul(2f).intoArray(o, oOff + k);
+            }
+            for (int k = nv; k < n; k++) {
+                o[oOff + k] = a[aOff + k] * 2f;
+            }
+        }
+        if (fn != EXP) {
             x = o;
             xOff = oOff;
         }

@@ -84,9 +84,10 @@ class GemmPathsTest {
         Kernels k = fast(vector);
         Random r = new Random(7);
         int[][] sizes = {{1, 1, 1}, {5, 7, 3}, {64, 256, 1024}, {33, 65, 129}, {4, 1, 40}, {129, 3, 17}, {256, 96, 300}, {40, 70, 260},
-            {13, 40, 50}, {71, 33, 64}, {6406, 65, 3}, {520, 64, 2050}, {20, 70, 600}}; // 5, 7, 6 and 4 rows past the last
-        // 8-row block go through padding; a transposed 2050 x 520 A is copied by both threads, in 32-column strips and a
-        // part strip; 20 x 70 x 600 pads rows and ends in a panel 6 columns wide over a long k
+            {13, 40, 50}, {71, 33, 64}, {6406, 65, 3}, {520, 64, 2050}, {20, 70, 600}};
+        // with AVX-512's 8-row kernel, 5, 7, 6 and 4 rows past the last 8-row block go through padding; a transposed
+        // 2050 x 520 A is copied by both threads, in 32-column strips and a part strip; 20 x 70 x 600 ends in a panel 6
+        // columns wide over a long k
         for (int[] mnk : sizes) {
             int m = mnk[0], n = mnk[1], kk = mnk[2];
             for (int t = 0; t < 8; t++) {
