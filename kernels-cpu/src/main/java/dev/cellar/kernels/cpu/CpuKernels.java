@@ -257,17 +257,17 @@ final class CpuKernels extends ReferenceKernels {
      * still be reading them. Rethrows the first failure.
      */
     private static void join(List<Future<?>> fs, Runnable own, String what) {
-        RuntimeException failure = null;
+        Throwable failure = null;
         try {
             own.run();
-        } catch (RuntimeException e) {
+        } catch (RuntimeException | Error e) { // an Error too: the tasks may still be using the caller's buffers
             failure = e;
         }
         await(fs, failure, what);
     }
 
     /** Waits for every task as {@link #join} does, after this thread's share ended with {@code failure} or null. */
-    private static void await(List<Future<?>> fs, RuntimeException failure, String what) {
+    private static void await(List<Future<?>> fs, Throwable failure, String what) {
         boolean interrupted = false;
         for (Future<?> f : fs) {
             while (true) {
@@ -287,8 +287,11 @@ final class CpuKernels extends ReferenceKernels {
         if (interrupted) {
             Thread.currentThread().interrupt();
         }
+        if (failure instanceof Error e) {
+            throw e;
+        }
         if (failure != null) {
-            throw failure;
+            throw (RuntimeException) failure;
         }
         if (interrupted) {
             throw new CellarException("interrupted in " + what);
@@ -796,10 +799,10 @@ final class CpuKernels extends ReferenceKernels {
         for (int t = 1; t < tasks; t++) {
             fs.add(pool.submit(new Part(body, bound(n, grain, units, t, tasks), bound(n, grain, units, t + 1, tasks))));
         }
-        RuntimeException failure = null;
+        Throwable failure = null;
         try {
             body.run(0, bound(n, grain, units, 1, tasks));
-        } catch (RuntimeException e) {
+        } catch (RuntimeException | Error e) {
             failure = e;
         }
         await(fs, failure, "a kernel");
