@@ -121,7 +121,9 @@ final class VectorGemm implements Gemm {
     }
 
     // one method per row count: each is compiled on its own, so a shape that first reaches one of them (batch-1
-    // generation after training) does not deoptimize the others back into the interpreter
+    // generation after training) does not deoptimize the others back into the interpreter. Each stores its own
+    // accumulators: a helper taking them as arguments was left out of line once rows8's compilation reached C2's
+    // NodeCountInliningCutoff (seen in -XX:+PrintInlining), and then every call boxed two vectors.
     private static void row1(float[] a, int ai, int acs, float[] bp, int bo, float[] c, int co, int k, boolean acc) {
         FloatVector c0 = FloatVector.zero(S), c1 = FloatVector.zero(S);
         for (int q = 0; q < k; q++, bo += W, ai += acs) {
@@ -129,7 +131,12 @@ final class VectorGemm implements Gemm {
             c0 = x.fma(FloatVector.fromArray(S, bp, bo), c0);
             c1 = x.fma(FloatVector.fromArray(S, bp, bo + L), c1);
         }
-        store(c, co, c0, c1, acc);
+        if (acc) {
+            c0 = c0.add(FloatVector.fromArray(S, c, co));
+            c1 = c1.add(FloatVector.fromArray(S, c, co + L));
+        }
+        c0.intoArray(c, co);
+        c1.intoArray(c, co + L);
     }
 
     private static void rows8(float[] a, int a0, int ars, int acs, float[] bp, int bo, float[] c, int co, int ldc, int k,
@@ -170,14 +177,40 @@ final class VectorGemm implements Gemm {
             c70 = x7.fma(b0, c70);
             c71 = x7.fma(b1, c71);
         }
-        store(c, co, c00, c01, acc);
-        store(c, co + ldc, c10, c11, acc);
-        store(c, co + 2 * ldc, c20, c21, acc);
-        store(c, co + 3 * ldc, c30, c31, acc);
-        store(c, co + 4 * ldc, c40, c41, acc);
-        store(c, co + 5 * ldc, c50, c51, acc);
-        store(c, co + 6 * ldc, c60, c61, acc);
-        store(c, co + 7 * ldc, c70, c71, acc);
+        if (acc) {
+            c00 = c00.add(FloatVector.fromArray(S, c, co));
+            c01 = c01.add(FloatVector.fromArray(S, c, co + L));
+            c10 = c10.add(FloatVector.fromArray(S, c, co + ldc));
+            c11 = c11.add(FloatVector.fromArray(S, c, co + ldc + L));
+            c20 = c20.add(FloatVector.fromArray(S, c, co + 2 * ldc));
+            c21 = c21.add(FloatVector.fromArray(S, c, co + 2 * ldc + L));
+            c30 = c30.add(FloatVector.fromArray(S, c, co + 3 * ldc));
+            c31 = c31.add(FloatVector.fromArray(S, c, co + 3 * ldc + L));
+            c40 = c40.add(FloatVector.fromArray(S, c, co + 4 * ldc));
+            c41 = c41.add(FloatVector.fromArray(S, c, co + 4 * ldc + L));
+            c50 = c50.add(FloatVector.fromArray(S, c, co + 5 * ldc));
+            c51 = c51.add(FloatVector.fromArray(S, c, co + 5 * ldc + L));
+            c60 = c60.add(FloatVector.fromArray(S, c, co + 6 * ldc));
+            c61 = c61.add(FloatVector.fromArray(S, c, co + 6 * ldc + L));
+            c70 = c70.add(FloatVector.fromArray(S, c, co + 7 * ldc));
+            c71 = c71.add(FloatVector.fromArray(S, c, co + 7 * ldc + L));
+        }
+        c00.intoArray(c, co);
+        c01.intoArray(c, co + L);
+        c10.intoArray(c, co + ldc);
+        c11.intoArray(c, co + ldc + L);
+        c20.intoArray(c, co + 2 * ldc);
+        c21.intoArray(c, co + 2 * ldc + L);
+        c30.intoArray(c, co + 3 * ldc);
+        c31.intoArray(c, co + 3 * ldc + L);
+        c40.intoArray(c, co + 4 * ldc);
+        c41.intoArray(c, co + 4 * ldc + L);
+        c50.intoArray(c, co + 5 * ldc);
+        c51.intoArray(c, co + 5 * ldc + L);
+        c60.intoArray(c, co + 6 * ldc);
+        c61.intoArray(c, co + 6 * ldc + L);
+        c70.intoArray(c, co + 7 * ldc);
+        c71.intoArray(c, co + 7 * ldc + L);
     }
 
     private static void rows4(float[] a, int a0, int ars, int acs, float[] bp, int bo, float[] c, int co, int ldc, int k,
@@ -202,18 +235,24 @@ final class VectorGemm implements Gemm {
             c30 = x.fma(b0, c30);
             c31 = x.fma(b1, c31);
         }
-        store(c, co, c00, c01, acc);
-        store(c, co + ldc, c10, c11, acc);
-        store(c, co + 2 * ldc, c20, c21, acc);
-        store(c, co + 3 * ldc, c30, c31, acc);
+        if (acc) {
+            c00 = c00.add(FloatVector.fromArray(S, c, co));
+            c01 = c01.add(FloatVector.fromArray(S, c, co + L));
+            c10 = c10.add(FloatVector.fromArray(S, c, co + ldc));
+            c11 = c11.add(FloatVector.fromArray(S, c, co + ldc + L));
+            c20 = c20.add(FloatVector.fromArray(S, c, co + 2 * ldc));
+            c21 = c21.add(FloatVector.fromArray(S, c, co + 2 * ldc + L));
+            c30 = c30.add(FloatVector.fromArray(S, c, co + 3 * ldc));
+            c31 = c31.add(FloatVector.fromArray(S, c, co + 3 * ldc + L));
+        }
+        c00.intoArray(c, co);
+        c01.intoArray(c, co + L);
+        c10.intoArray(c, co + ldc);
+        c11.intoArray(c, co + ldc + L);
+        c20.intoArray(c, co + 2 * ldc);
+        c21.intoArray(c, co + 2 * ldc + L);
+        c30.intoArray(c, co + 3 * ldc);
+        c31.intoArray(c, co + 3 * ldc + L);
     }
 
-    private static void store(float[] c, int off, FloatVector v0, FloatVector v1, boolean acc) {
-        if (acc) {
-            v0 = v0.add(FloatVector.fromArray(S, c, off));
-            v1 = v1.add(FloatVector.fromArray(S, c, off + L));
-        }
-        v0.intoArray(c, off);
-        v1.intoArray(c, off + L);
-    }
 }

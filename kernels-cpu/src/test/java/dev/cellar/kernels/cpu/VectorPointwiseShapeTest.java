@@ -47,6 +47,22 @@ class VectorPointwiseShapeTest {
         assertTrue(names.contains("reinterpretShape"), "the parser found no call to reinterpretShape: " + names.size());
     }
 
+    /**
+     * No vector crosses a method boundary of the kernels' own: a helper taking or returning one is boxed whenever C2
+     * leaves it out of line (VectorGemm's store helper was, once rows8's compilation reached NodeCountInliningCutoff).
+     */
+    @Test
+    void noKernelMethodTakesOrReturnsAVector() throws IOException {
+        for (String cls : List.of("VectorPointwise.class", "VectorGemm.class")) {
+            Set<String> descriptors = new HashSet<>();
+            parse(cls, new HashSet<>(), descriptors);
+            assertFalse(descriptors.isEmpty(), "the parser found no methods in " + cls);
+            for (String d : descriptors) {
+                assertFalse(d.contains("Ljdk/incubator/vector/"), cls + " has a method " + d + " that passes a vector");
+            }
+        }
+    }
+
     @Test
     void theParserReadsTheLengthsOfThisClass() throws IOException {
         Map<String, Integer> lengths = codeLengths("VectorPointwiseShapeTest.class");
@@ -58,16 +74,19 @@ class VectorPointwiseShapeTest {
     /** The class file's UTF-8 constants: every name it defines or calls, among others. */
     private static Set<String> constants(String resource) throws IOException {
         Set<String> out = new HashSet<>();
-        parse(resource, out);
+        parse(resource, out, new HashSet<>());
         return out;
     }
 
     /** Each method's name and the length of its Code attribute (JVMS 4.1, 4.4, 4.6, 4.7.3). */
     private static Map<String, Integer> codeLengths(String resource) throws IOException {
-        return parse(resource, new HashSet<>());
+        return parse(resource, new HashSet<>(), new HashSet<>());
     }
 
-    private static Map<String, Integer> parse(String resource, Set<String> constants) throws IOException {
+    /** Code lengths by method name; fills {@code constants} with the UTF-8 constants and {@code descriptors} with
+     *  the methods' own "name descriptor" pairs. */
+    private static Map<String, Integer> parse(String resource, Set<String> constants, Set<String> descriptors)
+            throws IOException {
         try (InputStream raw = VectorPointwiseShapeTest.class.getResourceAsStream(resource)) {
             assertNotNull(raw, resource + " is not on the test class path");
             DataInputStream in = new DataInputStream(raw);
@@ -105,7 +124,7 @@ class VectorPointwiseShapeTest {
             for (int m = 0; m < methods; m++) {
                 in.skipNBytes(2);
                 String name = utf8[in.readUnsignedShort()];
-                in.skipNBytes(2);
+                descriptors.add(name + " " + utf8[in.readUnsignedShort()]);
                 int attributes = in.readUnsignedShort();
                 for (int a = 0; a < attributes; a++) {
                     String attribute = utf8[in.readUnsignedShort()];
