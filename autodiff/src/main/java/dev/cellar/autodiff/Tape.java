@@ -390,6 +390,10 @@ public final class Tape implements Ops, AutoCloseable {
         Var x = v(t);
         floating(x, "tanh");
         Var y = rawUnary(Unary.TANH, x);
+        if (y.dtype == DType.F32 && y.size() > 0 && k.fused("tanh_backward").isPresent()) { // one pass, no temporaries
+            return record(y, g -> new Var[]{v(fused("tanh_backward", List.of(y, g), List.of(y.shape), 1, y.size())
+                    .orElseThrow().get(0))}, x);
+        }
         return record(y, g -> new Var[]{ // d tanh = 1 - y^2
                 rawBinary(Binary.MUL, g, rawBinary(Binary.SUB, rawScalar(1, y.dtype), rawBinary(Binary.MUL, y, y)))}, x);
     }

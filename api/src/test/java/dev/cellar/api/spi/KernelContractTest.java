@@ -56,7 +56,8 @@ public abstract class KernelContractTest {
     private static final Tol EXACT = new Tol(0, 0, 0);
     /** Every fused kernel name the contract knows the meaning of; see {@link #fusedKernelsEqualTheirComposition}. */
     public static final Set<String> FUSED = Set.of("lstm_step", "lstm_step_backward", "gru_step", "gru_step_backward",
-            "softmax", "softmax_backward", "layer_norm", "layer_norm_backward", "cross_entropy", "cross_entropy_backward");
+            "softmax", "softmax_backward", "layer_norm", "layer_norm_backward", "cross_entropy", "cross_entropy_backward",
+            "tanh_backward");
 
     /** The backend under test. */
     protected abstract Kernels candidate();
@@ -887,6 +888,13 @@ public abstract class KernelContractTest {
                 Storage sx = g.in(x);
                 Storage e = g.un(Unary.EXP, g.sub(sx, g.reduce(Reduce.MAX, sx)));
                 want = new Storage[] {g.bin(Binary.DIV, e, g.reduce(Reduce.SUM, e))};
+            }
+            case "tanh_backward" -> { // dims [rows, cols]: inputs y = tanh(x) and g, output g (1 - y^2), all rows x cols
+                double[] y = roundToFloat(g.read(g.un(Unary.TANH, g.in(uniform(r, n, -4, 4, 0)))));
+                double[] dy = roundToFloat(uniform(r, n, -1, 1, 0));
+                in = new double[][] {y, dy};
+                Storage sy = g.in(y);
+                want = new Storage[] {g.mul(g.in(dy), g.oneMinus(g.mul(sy, sy)))};
             }
             case "softmax_backward" -> {
                 double[] x = uniform(r, n, -6, 6, 0);

@@ -621,6 +621,15 @@ final class CpuKernels extends ReferenceKernels {
                 int cols = dims[1];
                 rows(dims[0], (long) dims[0] * cols * 20, (r0, r1) -> pw.softmax(x, y, cols, r0, r1));
             });
+            case "tanh_backward" -> java.util.Optional.of((in, out, dims) -> { // dx = g (1 - y^2), y = tanh(x)
+                checkFused(name, in, 2, out, 1, dims);
+                float[] y = f32(in[0]), g = f32(in[1]), dx = CpuStorage.out(out[0]).f;
+                chunks(dims[0] * dims[1], (i0, i1) -> {
+                    for (int i = i0; i < i1; i++) {
+                        dx[i] = g[i] * (1f - y[i] * y[i]);
+                    }
+                });
+            });
             case "softmax_backward" -> java.util.Optional.of((in, out, dims) -> {
                 checkFused(name, in, 2, out, 1, dims);
                 float[] y = f32(in[0]), dy = f32(in[1]), dx = CpuStorage.out(out[0]).f;
