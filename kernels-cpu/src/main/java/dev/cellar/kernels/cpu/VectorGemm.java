@@ -254,5 +254,4 @@ final class VectorGemm implements Gemm {
         c30.intoArray(c, co + 3 * ldc);
         c31.intoArray(c, co + 3 * ldc + L);
     }
-
 }

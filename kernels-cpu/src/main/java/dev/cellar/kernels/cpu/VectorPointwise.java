@@ -76,8 +76,6 @@ final class VectorPointwise implements Pointwise {
      */
     static void activate(int fn, float[] a, int aOff, float[] o, int oOff, int n) {
         int nv = n - n % L;
-        float[] x = a;
-        int xOff = aOff;
         if (fn == SIGMOID) { // the exponent's argument, into o: -x (a sign flip, NaN's sign too), or 2x
             for (int k = 0; k < nv; k += L) {
                 FloatVector.fromArray(S, a, aOff + k).neg().intoArray(o, oOff + k);
@@ -93,10 +91,8 @@ final class VectorPointwise implements Pointwise {
                 o[oOff + k] = a[aOff + k] * 2f;
             }
         }
-        if (fn != EXP) {
-            x = o;
-            xOff = oOff;
-        }
+        float[] x = fn == EXP ? a : o; // the exponent's argument: a itself, or what the first pass put in o
+        int xOff = fn == EXP ? aOff : oOff;
         for (int k = 0; k < nv; k += L) {
             FloatVector c = FloatVector.fromArray(S, x, xOff + k).max(EXP_LO).min(EXP_HI);
             FloatVector shifted = c.mul(1.44269504088896341f).add(ROUND);
