@@ -68,9 +68,14 @@ public final class Lstm implements CellProvider {
         }
 
         @Override
+        Tensor inputBias(Ops ops) {
+            return ops.add(bIh, bHh);
+        }
+
+        @Override
         Step recur(Ops ops, Tensor xp, State s) {
             Tensor h = s.get(0), c = s.get(1);                                  // (B, H)
-            Tensor gates = ops.add(xp, ops.linear(h, wHh, bHh));                // (B, 4H)
+            Tensor gates = ops.add(xp, ops.linear(h, wHh, null));               // (B, 4H); xp holds both biases
             if (wci == null) { // one op (a fused kernel where the backend has it) for the pointwise half
                 List<Tensor> hc = ops.custom(LstmPointwise.INSTANCE, gates, c);
                 return new Step(hc.get(0), State.of(hc.get(0), hc.get(1)));

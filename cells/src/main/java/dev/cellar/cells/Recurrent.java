@@ -58,18 +58,27 @@ abstract class Recurrent implements Cell {
         return State.of(s);
     }
 
-    /** One step given the input projection {@code xp = x W_ih^T + b_ih} (B, G*H). */
+    /** One step given the input projection {@code xp = x W_ih^T + inputBias} (B, G*H). */
     abstract Step recur(Ops ops, Tensor xp, State state);
+
+    /**
+     * The bias the input projection adds: b_ih, or b_ih + b_hh for a cell whose recurrent product only ever appears
+     * summed with xp (the RNN, the LSTM). Folded into the window's one projection, b_hh costs one addition per window
+     * instead of an addition in every time step's forward and a reduction over the batch in its backward.
+     */
+    Tensor inputBias(Ops ops) {
+        return bIh;
+    }
 
     @Override
     public Step step(Ops ops, Tensor x, State state) {
-        return recur(ops, ops.linear(x, wIh, bIh), state); // (B, G*H)
+        return recur(ops, ops.linear(x, wIh, inputBias(ops)), state); // (B, G*H)
     }
 
     @Override
     public Step sequence(Ops ops, Tensor xs, State state) {
         int b = xs.dim(0), t = xs.dim(1);
-        Tensor xp = ops.linear(xs, wIh, bIh); // (B, T, G*H): one GEMM for the window
+        Tensor xp = ops.linear(xs, wIh, inputBias(ops)); // (B, T, G*H): one GEMM for the window
         int g = xp.dim(2);
         List<Tensor> outs = new ArrayList<>(t);
         State s = state;

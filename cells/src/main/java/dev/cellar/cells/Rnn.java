@@ -28,8 +28,13 @@ public final class Rnn implements CellProvider {
     public Cell create(CellConfig config, ParamInit init) {
         return new Recurrent(config, init, 1, 1) {
             @Override
+            Tensor inputBias(Ops ops) {
+                return ops.add(bIh, bHh);
+            }
+
+            @Override
             Step recur(Ops ops, Tensor xp, State s) {
-                Tensor h = ops.tanh(ops.add(xp, ops.linear(s.get(0), wHh, bHh))); // (B, H)
+                Tensor h = ops.tanh(ops.add(xp, ops.linear(s.get(0), wHh, null))); // (B, H); xp holds both biases
                 return new Step(h, State.of(h));
             }
         };
