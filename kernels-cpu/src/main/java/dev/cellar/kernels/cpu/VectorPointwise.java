@@ -300,6 +300,14 @@ final class VectorPointwise implements Pointwise {
         expTo(a, i0, o, i0, n - i0);
     }
 
+    /**
+     * Elements per block of GELU and its derivative, which make three passes of their own around tanh's three: block
+     * by block, every pass after the first reads from L1. Over a whole 6400 x 1024 input each pass went to memory
+     * again; blocked, GELU took 4.0 against 5.7 ms there and its derivative 4.2 against 4.9 (paired medians, 2
+     * threads). tanh and sigmoid alone were no faster blocked (1.01x and 0.87x), so they are not.
+     */
+    private static final int BLOCK = 2048;
+
     /** o = c (x + 0.044715 x^3), the argument of GELU's tanh. */
     private static void geluArg(float[] a, float[] o, int i0, int n) {
         int iv = n - (n - i0) % L;
@@ -315,6 +323,13 @@ final class VectorPointwise implements Pointwise {
 
     @Override
     public void gelu(float[] a, float[] o, int i0, int n) {
+        for (int b = i0; b < n; b += BLOCK) {
+            geluBlock(a, o, b, Math.min(n, b + BLOCK));
+        }
+    }
+
+    /** {@link #gelu} over [i0, n), one block. */
+    private static void geluBlock(float[] a, float[] o, int i0, int n) {
         geluArg(a, o, i0, n);
         tanhTo(o, i0, o, i0, n - i0);
         int iv = n - (n - i0) % L;
@@ -328,6 +343,13 @@ final class VectorPointwise implements Pointwise {
 
     @Override
     public void geluGrad(float[] a, float[] o, int i0, int n) {
+        for (int b = i0; b < n; b += BLOCK) {
+            geluGradBlock(a, o, b, Math.min(n, b + BLOCK));
+        }
+    }
+
+    /** {@link #geluGrad} over [i0, n), one block. */
+    private static void geluGradBlock(float[] a, float[] o, int i0, int n) {
         geluArg(a, o, i0, n);
         tanhTo(o, i0, o, i0, n - i0);
         int iv = n - (n - i0) % L;
