@@ -121,7 +121,8 @@ public final class Registry {
             }
         }
         cells.forEach((id, f) -> LOG.debug("cell {} version {} from {}", id, f.provider().spec().version(), f.origin()));
-        backends.forEach((id, f) -> LOG.debug("backend {} priority {} from {}", id, f.provider().priority(), f.origin()));
+        // not priority(): OpenCL's lists the devices, loading the ICD loader, PoCL and LLVM into every command
+        backends.forEach((id, f) -> LOG.debug("backend {} from {}", id, f.origin()));
         return new Registry(cells, backends, warnings);
     }
 

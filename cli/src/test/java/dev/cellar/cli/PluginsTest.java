@@ -77,9 +77,14 @@ class PluginsTest {
 
     /** Compiles the toy cell against the api classes and packs it with its service file into {@code jar}. */
     static Path pluginJar(Path jar, String pkg, String id) throws IOException, URISyntaxException {
+        return pack(jar, pkg, "Toy", source(pkg, id), CellProvider.class);
+    }
+
+    /** Compiles {@code pkg.cls} from {@code source} against the api classes and packs it as a {@code service} provider. */
+    static Path pack(Path jar, String pkg, String cls, String source, Class<?> service) throws IOException, URISyntaxException {
         Path src = Files.createDirectories(tmp.resolve("src-" + pkg).resolve(pkg));
         Path classes = Files.createDirectories(tmp.resolve("classes-" + pkg));
-        Path file = Files.writeString(src.resolve("Toy.java"), source(pkg, id));
+        Path file = Files.writeString(src.resolve(cls + ".java"), source);
         String api = Path.of(CellProvider.class.getProtectionDomain().getCodeSource().getLocation().toURI()).toString();
         JavaCompiler javac = ToolProvider.getSystemJavaCompiler();
         ByteArrayOutputStream log = new ByteArrayOutputStream();
@@ -92,8 +97,8 @@ class PluginsTest {
                 j.write(Files.readAllBytes(c));
                 j.closeEntry();
             }
-            j.putNextEntry(new JarEntry("META-INF/services/" + CellProvider.class.getName()));
-            j.write((pkg + ".Toy\n").getBytes(StandardCharsets.UTF_8));
+            j.putNextEntry(new JarEntry("META-INF/services/" + service.getName()));
+            j.write((pkg + "." + cls + "\n").getBytes(StandardCharsets.UTF_8));
             j.closeEntry();
         }
         return jar;
@@ -123,6 +128,34 @@ class PluginsTest {
         String line = r.out().lines().filter(l -> l.startsWith("toy ")).findFirst().orElseThrow(() -> new AssertionError(r.out()));
         assertTrue(line.contains("toy-a.jar") && line.contains("toy test cell from plugina"), line);
         assertTrue(r.out().lines().anyMatch(l -> l.startsWith("lstm ") && l.contains(Registry.BUILT_IN)), r.out());
+    }
+
+    /**
+     * Discovery must not ask a backend for its priority: OpenCL's answer enumerates the devices, which loads the ICD
+     * loader, PoCL and LLVM into every command, even one run with --backend cpu (a debug log line did it).
+     */
+    @Test
+    void discoveryDoesNotProbeBackends() throws Exception {
+        String src = """
+                package tripwire;
+
+                import dev.cellar.api.spi.Availability;
+                import dev.cellar.api.spi.Backend;
+                import dev.cellar.api.spi.BackendConfig;
+                import dev.cellar.api.spi.BackendProvider;
+
+                public final class Tripwire implements BackendProvider {
+                    public String id() { return "tripwire"; }
+                    public int priority() { throw new IllegalStateException("priority() asked during discovery"); }
+                    public Availability probe() { throw new IllegalStateException("probe() asked during discovery"); }
+                    public Backend open(BackendConfig c) { throw new IllegalStateException("open() asked during discovery"); }
+                }
+                """;
+        Path jar = pack(Files.createDirectories(tmp.resolve("jars")).resolve("tripwire.jar"), "tripwire", "Tripwire", src,
+                dev.cellar.api.spi.BackendProvider.class);
+        Registry r = Registry.discover(pluginDir("tripwire", jar));
+        assertTrue(r.backends().containsKey("tripwire"), r.backends().keySet().toString());
+        assertEquals(List.of(), r.warnings());
     }
 
     @Test
