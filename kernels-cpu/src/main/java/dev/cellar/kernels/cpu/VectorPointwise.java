@@ -323,8 +323,9 @@ final class VectorPointwise implements Pointwise {
 
     @Override
     public void gelu(float[] a, float[] o, int i0, int n) {
-        for (int b = i0; b < n; b += BLOCK) {
-            geluBlock(a, o, b, Math.min(n, b + BLOCK));
+        for (int b = i0, e; b < n; b = e) {
+            e = n - b > BLOCK ? b + BLOCK : n; // not b + BLOCK first: no int overflow near the largest arrays
+            geluBlock(a, o, b, e);
         }
     }
 
@@ -343,8 +344,9 @@ final class VectorPointwise implements Pointwise {
 
     @Override
     public void geluGrad(float[] a, float[] o, int i0, int n) {
-        for (int b = i0; b < n; b += BLOCK) {
-            geluGradBlock(a, o, b, Math.min(n, b + BLOCK));
+        for (int b = i0, e; b < n; b = e) {
+            e = n - b > BLOCK ? b + BLOCK : n; // not b + BLOCK first: no int overflow near the largest arrays
+            geluGradBlock(a, o, b, e);
         }
     }
 

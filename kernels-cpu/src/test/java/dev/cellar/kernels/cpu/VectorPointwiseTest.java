@@ -85,4 +85,48 @@ class VectorPointwiseTest {
             }
         }
     }
+
+    /**
+     * GELU and its derivative go block by block over a long range: every element of [i0, n) is computed once, exactly as
+     * on its own (vector and scalar paths are the same float formula), nothing outside it is written, and the values
+     * are close to the double-precision ScalarPointwise.
+     */
+    @Test
+    void geluAndItsDerivativeOverManyBlocksMatchElementByElement() {
+        SplittableRandom r = new SplittableRandom(11);
+        int i0 = 5, n = i0 + 2 * 2048 + 37;
+        float[] x = new float[n + 9];
+        for (int i = 0; i < x.length; i++) {
+            x[i] = (float) r.nextDouble(-6, 6);
+        }
+        VectorPointwise v = new VectorPointwise();
+        ScalarPointwise ref = new ScalarPointwise();
+        for (boolean grad : new boolean[]{false, true}) {
+            float[] got = new float[x.length], one = new float[2], want = new float[x.length];
+            java.util.Arrays.fill(got, Float.NaN);
+            if (grad) {
+                v.geluGrad(x, got, i0, n);
+                ref.geluGrad(x, want, i0, n);
+            } else {
+                v.gelu(x, got, i0, n);
+                ref.gelu(x, want, i0, n);
+            }
+            String what = grad ? "gelu'" : "gelu";
+            for (int i = 0; i < x.length; i++) {
+                if (i < i0 || i >= n) {
+                    assertTrue(Float.isNaN(got[i]), what + " wrote outside [" + i0 + ", " + n + ") at " + i);
+                    continue;
+                }
+                float[] xi = {x[i], 0f};
+                if (grad) {
+                    v.geluGrad(xi, one, 0, 1);
+                } else {
+                    v.gelu(xi, one, 0, 1);
+                }
+                assertEquals(one[0], got[i], 0f, what + "(" + x[i] + ") at " + i);
+                // 1e-5: float's 1 - t^2 cancels where tanh nears -1 (gelu'(-4.79) is off by 1.7e-6)
+                assertEquals(want[i], got[i], 1e-5f, what + "(" + x[i] + ") against double precision");
+            }
+        }
+    }
 }
