@@ -1236,12 +1236,14 @@ public final class Tape implements Ops, AutoCloseable {
             return;
         }
         if (old == null || !old.ownedGrad) { // a buffer of our own that later contributions update in place
-            Var sum = alloc(target.shape, target.dtype);
+            // zeroed only when the first contribution is a region; a whole one is copied in instead of added to zeros
+            Var sum = old == null ? alloc(target.shape, target.dtype) : allocFull(target.shape, target.dtype);
             sum.ownedGrad = true;
             grads.put(target, sum);
             ref(sum);
             if (old != null) {
-                addInto(sum.storage, sum.shape, old);
+                int[] st = target.shape.strides();
+                k.copy(old.storage, 0, st, sum.storage, 0, st, target.shape);
                 unref(old);
                 releaseIfDead(old);
             }
@@ -1254,7 +1256,7 @@ public final class Tape implements Ops, AutoCloseable {
     private void addInto(Storage buffer, Shape shape, Var g) {
         if (g instanceof Var.Partial p) {
             int[] cs = p.shape.strides();
-            Var region = alloc(p.shape, p.dtype);
+            Var region = allocFull(p.shape, p.dtype); // not zeroed: the copy below fills it
             k.copy(buffer, p.offset, p.strides, region.storage, 0, cs, p.shape);
             k.binary(Binary.ADD, region.storage, cs, p.storage, cs, region.storage, p.shape);
             k.copy(region.storage, 0, cs, buffer, p.offset, p.strides, p.shape);
