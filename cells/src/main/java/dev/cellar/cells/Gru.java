@@ -33,7 +33,7 @@ public final class Gru implements CellProvider {
 
     @Override
     public Cell create(CellConfig config, ParamInit init) {
-        return new Recurrent(config, init, 3, 1) {
+        return new Recurrent(config, init, 3, 1, false) { // b_hn sits inside r * (W_hn h + b_hn): not foldable
             @Override
             Step recur(Ops ops, Tensor xp, State s) {
                 Tensor h = s.get(0);                                                       // (B, H)

@@ -51,7 +51,7 @@ public final class Lstm implements CellProvider {
         private final Param wco;
 
         LstmCell(CellConfig c, ParamInit init, boolean peepholes) {
-            super(c, init, 4, 2);
+            super(c, init, 4, 2, true);
             forgetBiasOne(bIh, bHh, hidden);
             wci = peepholes ? init.param("peephole_i", Shape.of(hidden), dev.cellar.api.Init.zeros()) : null;
             wcf = peepholes ? init.param("peephole_f", Shape.of(hidden), dev.cellar.api.Init.zeros()) : null;
@@ -68,14 +68,9 @@ public final class Lstm implements CellProvider {
         }
 
         @Override
-        Tensor inputBias(Ops ops) {
-            return ops.add(bIh, bHh);
-        }
-
-        @Override
         Step recur(Ops ops, Tensor xp, State s) {
             Tensor h = s.get(0), c = s.get(1);                                  // (B, H)
-            Tensor gates = ops.add(xp, ops.linear(h, wHh, null));               // (B, 4H); xp holds both biases
+            Tensor gates = ops.add(xp, ops.linear(h, wHh, hiddenBias()));       // (B, 4H)
             if (wci == null) { // one op (a fused kernel where the backend has it) for the pointwise half
                 List<Tensor> hc = ops.custom(LstmPointwise.INSTANCE, gates, c);
                 return new Step(hc.get(0), State.of(hc.get(0), hc.get(1)));

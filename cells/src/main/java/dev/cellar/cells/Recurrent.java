@@ -27,11 +27,19 @@ abstract class Recurrent implements Cell {
     final Param bIh;
     final Param bHh;
     private final int stateArity;
+    private final boolean foldHiddenBias;
 
-    Recurrent(CellConfig c, ParamInit init, int gates, int stateArity) {
+    /**
+     * {@code foldHiddenBias} for a cell whose recurrent product only ever appears summed with xp (the RNN, the LSTM):
+     * b_hh then joins b_ih in the window's one input projection ({@link #inputBias}) and the per-step product has
+     * none ({@link #hiddenBias}), one addition per window instead of an addition in every time step's forward and a
+     * reduction over the batch in its backward.
+     */
+    Recurrent(CellConfig c, ParamInit init, int gates, int stateArity, boolean foldHiddenBias) {
         this.input = c.inputSize();
         this.hidden = c.hiddenSize();
         this.stateArity = stateArity;
+        this.foldHiddenBias = foldHiddenBias;
         Init u = Init.uniform(1.0 / Math.sqrt(hidden));
         wIh = init.param("weight_ih", Shape.of(gates * hidden, input), u);
         wHh = init.param("weight_hh", Shape.of(gates * hidden, hidden), u);
@@ -61,13 +69,14 @@ abstract class Recurrent implements Cell {
     /** One step given the input projection {@code xp = x W_ih^T + inputBias} (B, G*H). */
     abstract Step recur(Ops ops, Tensor xp, State state);
 
-    /**
-     * The bias the input projection adds: b_ih, or b_ih + b_hh for a cell whose recurrent product only ever appears
-     * summed with xp (the RNN, the LSTM). Folded into the window's one projection, b_hh costs one addition per window
-     * instead of an addition in every time step's forward and a reduction over the batch in its backward.
-     */
-    Tensor inputBias(Ops ops) {
-        return bIh;
+    /** The bias the input projection adds: b_ih, or b_ih + b_hh when the cell folds b_hh in. */
+    final Tensor inputBias(Ops ops) {
+        return foldHiddenBias ? ops.add(bIh, bHh) : bIh;
+    }
+
+    /** The bias of the per-step product h W_hh^T: b_hh, or null when {@link #inputBias} carries it. */
+    final Param hiddenBias() {
+        return foldHiddenBias ? null : bHh;
     }
 
     @Override

@@ -26,15 +26,10 @@ public final class Rnn implements CellProvider {
 
     @Override
     public Cell create(CellConfig config, ParamInit init) {
-        return new Recurrent(config, init, 1, 1) {
-            @Override
-            Tensor inputBias(Ops ops) {
-                return ops.add(bIh, bHh);
-            }
-
+        return new Recurrent(config, init, 1, 1, true) {
             @Override
             Step recur(Ops ops, Tensor xp, State s) {
-                Tensor h = ops.tanh(ops.add(xp, ops.linear(s.get(0), wHh, null))); // (B, H); xp holds both biases
+                Tensor h = ops.tanh(ops.add(xp, ops.linear(s.get(0), wHh, hiddenBias()))); // (B, H)
                 return new Step(h, State.of(h));
             }
         };
