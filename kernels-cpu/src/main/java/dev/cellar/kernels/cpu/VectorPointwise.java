@@ -323,9 +323,18 @@ final class VectorPointwise implements Pointwise {
 
     @Override
     public void gelu(float[] a, float[] o, int i0, int n) {
+        geluBlocks(false, a, o, i0, n);
+    }
+
+    /** GELU, or its derivative, over [i0, n) one {@link #BLOCK} at a time. */
+    private static void geluBlocks(boolean grad, float[] a, float[] o, int i0, int n) {
         for (int b = i0, e; b < n; b = e) {
             e = n - b > BLOCK ? b + BLOCK : n; // not b + BLOCK first: no int overflow near the largest arrays
-            geluBlock(a, o, b, e);
+            if (grad) {
+                geluGradBlock(a, o, b, e);
+            } else {
+                geluBlock(a, o, b, e);
+            }
         }
     }
 
@@ -344,10 +353,7 @@ final class VectorPointwise implements Pointwise {
 
     @Override
     public void geluGrad(float[] a, float[] o, int i0, int n) {
-        for (int b = i0, e; b < n; b = e) {
-            e = n - b > BLOCK ? b + BLOCK : n; // not b + BLOCK first: no int overflow near the largest arrays
-            geluGradBlock(a, o, b, e);
-        }
+        geluBlocks(true, a, o, i0, n);
     }
 
     /** {@link #geluGrad} over [i0, n), one block. */
