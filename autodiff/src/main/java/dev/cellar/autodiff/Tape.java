@@ -42,14 +42,25 @@ public final class Tape implements Ops, AutoCloseable {
     private boolean training = true;
     private int depth;
 
-    private Tape(Backend backend, DType dtype, long seed) {
+    /** The backend's own kernels, whose tensors (params) a replica's tape reads too; {@link #k} on other tapes. */
+    private final Kernels home;
+    /** A replica's leaf gradients, kept here until {@link #mergeGradients}; null on other tapes, which write the leaves'. */
+    private final Map<Var, Storage> leafGrads;
+
+    private Tape(Backend backend, Kernels kernels, DType dtype, long seed, boolean replica) {
         if (!dtype.isFloating()) {
             throw new CellarException("a tape computes in F32 or F64, not " + dtype);
         }
         this.backend = backend;
-        this.k = backend.kernels();
+        this.k = kernels;
+        this.home = backend.kernels();
         this.dtype = dtype;
         this.rng = new SplittableRandom(seed);
+        this.leafGrads = replica ? new IdentityHashMap<>() : null;
+    }
+
+    private Tape(Backend backend, DType dtype, long seed) {
+        this(backend, backend.kernels(), dtype, seed, false);
     }
 
     /** F32, training mode, seed 0. */
@@ -60,6 +71,41 @@ public final class Tape implements Ops, AutoCloseable {
     /** The seed drives dropout. */
     public static Tape on(Backend backend, DType dtype, long seed) {
         return new Tape(backend, dtype, seed);
+    }
+
+    /**
+     * A tape for one replica of a data-parallel step ({@link Backend#replicas()}): it computes with {@code kernels}, one
+     * of the backend's replica sets, on the thread that owns that set; it reads tensors of the backend's own kernels
+     * (params) besides its own; and it keeps the gradients of params and leaves to itself until
+     * {@link #mergeGradients}, so that replicas running at once never write the same gradient.
+     */
+    public static Tape replica(Backend backend, Kernels kernels, DType dtype, long seed) {
+        if (backend.replicas().map(r -> !r.kernels().contains(kernels)).orElse(true)) {
+            throw new CellarException("kernels " + kernels + " are not one of backend " + backend.id() + "'s replicas");
+        }
+        return new Tape(backend, kernels, dtype, seed, true);
+    }
+
+    /**
+     * Adds the param and leaf gradients a {@link #replica} tape kept into the leaves' own, and forgets them. Call it on
+     * one thread for each replica in a fixed order, after all of them have run their backward: the sums are then the
+     * same from run to run.
+     */
+    public void mergeGradients() {
+        if (leafGrads == null) {
+            throw new CellarException("mergeGradients() is for a replica's tape; this one writes the gradients directly");
+        }
+        for (Map.Entry<Var, Storage> e : leafGrads.entrySet()) {
+            Var leaf = e.getKey();
+            if (leaf.grad == null) {
+                leaf.grad = e.getValue(); // the first replica's buffer becomes the gradient: no copy
+            } else {
+                int[] st = leaf.shape.strides();
+                k.binary(Binary.ADD, leaf.grad, st, e.getValue(), st, leaf.grad, leaf.shape);
+                e.getValue().close();
+            }
+        }
+        leafGrads.clear();
     }
 
     public Backend backend() {
@@ -127,8 +173,9 @@ public final class Tape implements Ops, AutoCloseable {
 
     private Var v(Tensor t) {
         if (t instanceof Var x) {
-            if (x.kernels != k) {
-                throw new CellarException("tensor " + x + " lives on another backend than this tape (" + backend.id() + ")");
+            if (x.kernels != k && x.kernels != home) {
+                throw new CellarException("tensor " + x + " lives on another backend than this tape (" + backend.id()
+                        + "), or on another of its replicas");
             }
             if (x.storage == null || (x.base != null && x.base.storage == null)) {
                 throw new CellarException("tensor " + x + " was released when its tape or scope closed; keep() it to use it later");
@@ -1219,14 +1266,20 @@ public final class Tape implements Ops, AutoCloseable {
 
     private void accumulate(Map<Var, Var> grads, Var target, Var g) {
         if (target.node == null) { // a leaf: params and gradcheck inputs keep their gradient across backward calls
-            if (target.grad == null) {
-                target.grad = k.allocate(target.dtype, target.size());
+            Storage buffer = leafGrads == null ? target.grad : leafGrads.get(target);
+            if (buffer == null) {
+                buffer = k.allocate(target.dtype, target.size());
+                if (leafGrads == null) {
+                    target.grad = buffer;
+                } else {
+                    leafGrads.put(target, buffer);
+                }
                 if (!(g instanceof Var.Partial)) {
-                    k.copy(g.storage, 0, target.shape.strides(), target.grad, 0, target.shape.strides(), target.shape);
+                    k.copy(g.storage, 0, target.shape.strides(), buffer, 0, target.shape.strides(), target.shape);
                     return;
                 }
             }
-            addInto(target.grad, target.shape, g);
+            addInto(buffer, target.shape, g);
             return;
         }
         Var old = grads.get(target);
@@ -1348,6 +1401,10 @@ public final class Tape implements Ops, AutoCloseable {
             if (!x.kept) {
                 release(x);
             }
+        }
+        if (leafGrads != null) { // a replica closed without merging (a failed step): its gradients go back to the pool
+            leafGrads.values().forEach(Storage::close);
+            leafGrads.clear();
         }
         dropGraph();
         for (Var x : owned) {

@@ -3,17 +3,15 @@ package dev.cellar.cli;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.cellar.api.DType;
 import dev.cellar.api.Shape;
-import dev.cellar.api.Tensor;
 import dev.cellar.api.spi.Backend;
-import dev.cellar.api.spi.State;
 import dev.cellar.autodiff.Optimizer;
 import dev.cellar.autodiff.Optimizers;
 import dev.cellar.autodiff.Params;
-import dev.cellar.autodiff.Tape;
 import dev.cellar.text.CharTokenizer;
 import dev.cellar.text.LanguageModel;
 import dev.cellar.text.ModelConfig;
 import dev.cellar.text.Sampler;
+import dev.cellar.text.TrainStep;
 import jakarta.inject.Inject;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
@@ -108,7 +106,7 @@ final class BenchCommand implements Callable<Integer> {
                     Params.creator(be, DType.F32, new SplittableRandom(1234)));
             Optimizer opt = Optimizers.adam(m.params(), 0.001);
             SplittableRandom r = new SplittableRandom(1);
-            List<State> state = null;
+            TrainStep step = new TrainStep(m, be, batch, seq); // as train runs it: data-parallel where the backend has replicas
             double[] times = new double[steps];
             long[] gcBefore = null;
             long allocBefore = 0;
@@ -120,21 +118,9 @@ final class BenchCommand implements Callable<Integer> {
                 int[] ids = r.ints((long) batch * seq, 0, vocab).toArray();
                 int[] tg = r.ints((long) batch * seq, 0, vocab).toArray();
                 long t0 = System.nanoTime();
-                try (Tape t = Tape.on(be)) {
-                    if (state != null) { // the carried state is freed with this tape unless carried on, as Trainer does
-                        state.forEach(s -> s.tensors().forEach(t::adopt));
-                    }
-                    LanguageModel.Output o = m.forward(t, t.ids(ids, Shape.of(batch, seq)), state == null ? m.initialState(t, batch) : state);
-                    Tensor loss = t.crossEntropy(o.logits(), t.ids(tg, Shape.of(batch, seq)));
-                    t.backward(loss);
-                    opt.step();
-                    opt.zeroGrad();
-                    List<State> next = new ArrayList<>();
-                    for (State s : o.state()) {
-                        next.add(new State(s.tensors().stream().map(x -> (Tensor) t.keep(t.detach(x))).toList()));
-                    }
-                    state = next;
-                }
+                step.run(ids, tg, 0);
+                opt.step();
+                opt.zeroGrad();
                 if (i >= warmup) {
                     times[i - warmup] = (System.nanoTime() - t0) / 1e9;
                 }

@@ -2,9 +2,7 @@ package dev.cellar.text;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.cellar.api.CellarException;
-import dev.cellar.api.DType;
 import dev.cellar.api.Param;
-import dev.cellar.api.Shape;
 import dev.cellar.api.Tensor;
 import dev.cellar.api.spi.Backend;
 import dev.cellar.api.spi.State;
@@ -42,7 +40,7 @@ public final class Trainer {
     private final TrainListener listener;
     private volatile boolean stop;
     private Checkpoints.Progress progress;
-    private List<State> carried;
+    private final TrainStep trainStep;
 
     /**
      * Training settings; defaults are the reference experiment's (batch 64, window 100, Adam 0.001, 50 epochs).
@@ -106,6 +104,7 @@ public final class Trainer {
         this.batcher = new Batcher(train, config.batch(), config.seq());
         this.optimizer = Optimizers.adam(model.params(), config.lr());
         this.progress = Checkpoints.Progress.start(config.seed());
+        this.trainStep = new TrainStep(model, backend, config.batch(), config.seq());
     }
 
     /** Continues from a checkpoint of this same model: optimizer moments, position, carried state. */
@@ -116,10 +115,8 @@ public final class Trainer {
         }
         progress = ck.progress();
         batcher.seek(progress.batchPosition());
-        pendingState = carriedState(ck);
+        trainStep.restore(carriedState(ck));
     }
-
-    private Map<String, double[]> pendingState;
 
     public void requestStop() {
         stop = true;
@@ -180,24 +177,15 @@ public final class Trainer {
                     if (step > 0) {
                         epoch++;
                     }
-                    carried = null;
-                    pendingState = null;
+                    trainStep.reset();
                 }
                 long t0 = System.nanoTime();
-                double loss;
-                try (Tape tape = Tape.on(backend, DType.F32, config.seed() * 1_000_003L + step)) {
-                    List<State> s = carried != null ? adopt(tape, carried) : restoreOrInit(tape, b);
-                    LanguageModel.Output o = model.forward(tape, tape.ids(bt.ids(), Shape.of(b, t)), s);
-                    Tensor lossT = tape.crossEntropy(o.logits(), tape.ids(bt.targets(), Shape.of(b, t)));
-                    tape.backward(lossT);
-                    if (config.clipNorm() > 0) {
-                        Clip.byGlobalNorm(model.params(), config.clipNorm());
-                    }
-                    optimizer.step();
-                    optimizer.zeroGrad();
-                    loss = lossT.item();
-                    carried = carry(tape, o.state());
+                double loss = trainStep.run(bt.ids(), bt.targets(), config.seed() * 1_000_003L + step);
+                if (config.clipNorm() > 0) {
+                    Clip.byGlobalNorm(model.params(), config.clipNorm());
                 }
+                optimizer.step();
+                optimizer.zeroGrad();
                 if (!Double.isFinite(loss)) {
                     throw new CellarException("loss became " + loss + " at step " + step + "; lower --lr or set --clip 5");
                 }
@@ -290,37 +278,11 @@ public final class Trainer {
         return r;
     }
 
-    private List<State> restoreOrInit(Tape tape, int b) {
-        List<State> init = model.initialState(tape, b);
-        if (pendingState == null) {
-            return carry(tape, init);
-        }
-        List<State> out = new ArrayList<>();
-        for (int l = 0; l < init.size(); l++) {
-            List<Tensor> ts = new ArrayList<>();
-            for (int i = 0; i < init.get(l).size(); i++) {
-                Tensor z = init.get(l).get(i);
-                double[] v = pendingState.get("state." + l + "." + i);
-                ts.add(v == null || v.length != z.shape().size() ? z : tape.constant(v, z.shape()));
-            }
-            out.add(new State(ts));
-        }
-        pendingState = null;
-        return carry(tape, out);
-    }
-
     /** Writes a checkpoint with the carried state, so a resume continues exactly. */
     public void save(Path path) {
         Map<String, double[]> extra = new LinkedHashMap<>(optimizer.exportState());
-        if (carried != null) { // the carried state rides along, so a resume continues exactly
-            for (int l = 0; l < carried.size(); l++) {
-                for (int i = 0; i < carried.get(l).size(); i++) {
-                    extra.put("state." + l + "." + i, carried.get(l).get(i).toDoubles());
-                }
-            }
-        } else if (pendingState != null) { // resumed but no step taken since: keep the state it was resumed with
-            extra.putAll(pendingState);
-        }
+        // the carried state rides along, so a resume continues exactly (resumed with no step since: the state it resumed with)
+        extra.putAll(trainStep.state());
         Checkpoints.save(path, model, extra, progress);
         listener.onCheckpoint(path);
     }

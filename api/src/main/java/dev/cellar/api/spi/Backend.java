@@ -1,5 +1,7 @@
 package dev.cellar.api.spi;
 
+import java.util.Optional;
+
 /** An opened backend: its kernels and the native resources behind them. */
 public interface Backend extends AutoCloseable {
     String id();
@@ -8,6 +10,15 @@ public interface Backend extends AutoCloseable {
     String description();
 
     Kernels kernels();
+
+    /**
+     * Kernel sets for data-parallel training, one per thread, when this backend runs on more than one thread and
+     * its kernels are cheaper to run side by side than to split; empty by default (a GPU parallelises inside each
+     * kernel).
+     */
+    default Optional<Replicas> replicas() {
+        return Optional.empty();
+    }
 
     @Override
     void close();

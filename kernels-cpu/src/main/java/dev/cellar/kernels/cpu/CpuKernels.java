@@ -6,11 +6,14 @@ import dev.cellar.api.Shape;
 import dev.cellar.api.spi.Binary;
 import dev.cellar.api.spi.MatmulSpec;
 import dev.cellar.api.spi.Reduce;
+import dev.cellar.api.spi.Replicas;
 import dev.cellar.api.spi.Storage;
 import dev.cellar.api.spi.Unary;
 
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
+import java.util.WeakHashMap;
 import java.util.concurrent.Callable;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ExecutorService;
@@ -33,11 +36,32 @@ final class CpuKernels extends ReferenceKernels {
     /** Closed buffers kept for reuse, up to half the heap (word-level steps cycle through several 256 MB buffers). */
     private final FloatPool buffers = new FloatPool(Long.MAX_VALUE);
 
+    /**
+     * Packs of B operands this kernel set did not allocate, when it is a {@link Replicas replica}: the params belong
+     * to the backend's own kernels, which cache their packs in the storage itself, and two replicas packing one weight
+     * into that one cache at once would overwrite each other's panels. Weak keys: a released storage drops its pack.
+     */
+    private final Map<CpuStorage, ForeignPack> foreignPacks;
+
+    /** A pack of a storage from elsewhere, valid while the storage's {@link CpuStorage#version} is unchanged. */
+    private static final class ForeignPack {
+        long key = CpuStorage.NO_PACK;
+        int version;
+        int uses;
+        float[] packed;
+    }
+
     CpuKernels(Gemm gemm, Pointwise pw, ExecutorService pool, int threads) {
+        this(gemm, pw, pool, threads, false);
+    }
+
+    /** {@code replica}: one of several kernel sets over shared params, each used by one thread (see {@link Replicas}). */
+    CpuKernels(Gemm gemm, Pointwise pw, ExecutorService pool, int threads, boolean replica) {
         this.gemm = gemm;
         this.pw = pw;
         this.pool = pool;
         this.threads = threads;
+        this.foreignPacks = replica ? new WeakHashMap<>() : null;
     }
 
     @Override
@@ -210,6 +234,9 @@ final class CpuKernels extends ReferenceKernels {
             return gemm.pack(b.f, off, k, n, trans, scratch(scratch, k, n));
         }
         long key = (((long) off * 31 + k) * 31 + n) * 2 + (trans ? 1 : 0);
+        if (foreignPacks != null && !b.from(buffers)) {
+            return foreignPacked(b, key, off, k, n, trans, scratch);
+        }
         if (b.packedKey == key) {
             return b.packed;
         }
@@ -223,6 +250,31 @@ final class CpuKernels extends ReferenceKernels {
         b.packed = gemm.pack(b.f, off, k, n, trans, into); // the stale pack's array, or one from the pool
         b.packedKey = key;
         return b.packed;
+    }
+
+    /** {@link #packed} for a storage this replica did not allocate: the same policy, cached here instead of in it. */
+    private float[] foreignPacked(CpuStorage b, long key, int off, int k, int n, boolean trans, float[][] scratch) {
+        ForeignPack p = foreignPacks.computeIfAbsent(b, s -> new ForeignPack());
+        if (p.version != b.version) {
+            p.key = CpuStorage.NO_PACK;
+            p.uses = 0;
+            p.version = b.version;
+        }
+        if (p.key == key) {
+            return p.packed;
+        }
+        if (++p.uses < 2) {
+            return gemm.pack(b.f, off, k, n, trans, scratch(scratch, k, n));
+        }
+        if (p.packed == null || p.packed.length < packSize(k, n)) {
+            if (p.packed != null) {
+                buffers.give(p.packed);
+            }
+            p.packed = buffers.take(packSize(k, n), false);
+        }
+        p.packed = gemm.pack(b.f, off, k, n, trans, p.packed);
+        p.key = key;
+        return p.packed;
     }
 
     /** The pooled scratch buffer of {@code holder} for packing B (k, n), taken on first use; the caller gives it back. */

@@ -6,7 +6,9 @@ import dev.cellar.api.spi.Backend;
 import dev.cellar.api.spi.BackendConfig;
 import dev.cellar.api.spi.BackendProvider;
 import dev.cellar.api.spi.Kernels;
+import dev.cellar.api.spi.Replicas;
 
+import java.util.Optional;
 import java.util.concurrent.ExecutorService;
 
 /**
@@ -61,6 +63,7 @@ public final class CpuProvider implements BackendProvider {
         ExecutorService pool = new SpinPool(Math.max(1, threads - 1), SPIN_NANOS, "cellar-cpu");
         Kernels k = new CpuKernels(gemm, pw, pool, threads);
         String desc = "cpu: " + simd + ", " + threads + " thread" + (threads == 1 ? "" : "s");
+        Optional<Replicas> replicas = threads < 2 ? Optional.empty() : Optional.of(new CpuReplicas(gemm, pw, pool, threads));
         return new Backend() {
             @Override
             public String id() {
@@ -75,6 +78,11 @@ public final class CpuProvider implements BackendProvider {
             @Override
             public Kernels kernels() {
                 return k;
+            }
+
+            @Override
+            public Optional<Replicas> replicas() {
+                return replicas;
             }
 
             @Override

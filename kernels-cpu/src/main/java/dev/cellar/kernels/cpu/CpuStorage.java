@@ -38,13 +38,21 @@ final class CpuStorage implements Storage {
     static final long NO_PACK = Long.MIN_VALUE;
     /** How many GEMMs used this storage as B since it last changed; packing is cached from the second use. */
     int uses;
+    /** Counts the writes to this storage, so that a pack cached elsewhere (a replica's, of a param) can tell it is stale. */
+    int version;
 
     /** {@link #of}, for a storage a kernel is about to write: drops what was derived from its old contents. */
     static CpuStorage out(Storage s) {
         CpuStorage c = of(s);
         c.packedKey = NO_PACK;
         c.uses = 0;
+        c.version++;
         return c;
+    }
+
+    /** Whether this storage's array came from {@code p} (and returns to it). */
+    boolean from(FloatPool p) {
+        return pool == p;
     }
 
     static CpuStorage of(Storage s) {

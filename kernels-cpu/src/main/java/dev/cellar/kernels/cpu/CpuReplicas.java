@@ -1,0 +1,81 @@
+package dev.cellar.kernels.cpu;
+
+import dev.cellar.api.CellarException;
+import dev.cellar.api.spi.Kernels;
+import dev.cellar.api.spi.Replicas;
+
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Future;
+import java.util.function.IntConsumer;
+
+/**
+ * One single-threaded {@link CpuKernels} per thread of the backend's pool, plus the calling thread: set 0 runs on the
+ * caller, the others on the pool's workers, which spin between steps as they do between kernels.
+ */
+final class CpuReplicas implements Replicas {
+    private final List<Kernels> sets;
+    private final ExecutorService pool;
+
+    CpuReplicas(Gemm gemm, Pointwise pw, ExecutorService pool, int threads) {
+        this.pool = pool;
+        List<Kernels> ks = new ArrayList<>(threads);
+        for (int i = 0; i < threads; i++) {
+            ks.add(new CpuKernels(gemm, pw, null, 1, true));
+        }
+        this.sets = List.copyOf(ks);
+    }
+
+    @Override
+    public List<Kernels> kernels() {
+        return sets;
+    }
+
+    @Override
+    public void run(IntConsumer body) {
+        List<Future<?>> fs = new ArrayList<>(sets.size() - 1);
+        Throwable failure = null;
+        try {
+            for (int i = 1; i < sets.size(); i++) {
+                int set = i;
+                fs.add(pool.submit(() -> body.accept(set)));
+            }
+            body.accept(0);
+        } catch (RuntimeException | Error e) { // wait for the others all the same: they may use the caller's tensors
+            failure = e;
+        }
+        boolean interrupted = false;
+        for (Future<?> f : fs) {
+            while (true) {
+                try {
+                    f.get();
+                    break;
+                } catch (InterruptedException e) {
+                    interrupted = true; // keep waiting: the set still uses tensors the caller will release
+                } catch (ExecutionException e) {
+                    if (failure == null) {
+                        failure = e.getCause(); // as thrown, so that a user-facing error keeps its own message
+                    }
+                    break;
+                }
+            }
+        }
+        if (interrupted) {
+            Thread.currentThread().interrupt();
+        }
+        if (failure instanceof RuntimeException e) {
+            throw e;
+        }
+        if (failure instanceof Error e) {
+            throw e;
+        }
+        if (failure != null) {
+            throw new CellarException("a replica failed: " + failure, failure);
+        }
+        if (interrupted) {
+            throw new CellarException("interrupted while the replicas ran");
+        }
+    }
+}

@@ -1,0 +1,187 @@
+package dev.cellar.text;
+
+import dev.cellar.api.DType;
+import dev.cellar.api.Shape;
+import dev.cellar.api.Tensor;
+import dev.cellar.api.spi.Backend;
+import dev.cellar.api.spi.Replicas;
+import dev.cellar.api.spi.State;
+import dev.cellar.autodiff.Tape;
+
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * The forward and backward pass of one training window, with the state carried over from the window before, as
+ * {@link Trainer} and {@code cellar bench} run it; gradients accumulate into the params.
+ * <p>
+ * On a backend with {@link Backend#replicas() replicas} (the CPU backend on two or more threads), when every replica
+ * gets at least {@link #MIN_ROWS} rows, the batch's rows are split between them. Each replica runs its rows on a tape
+ * and a thread of its own and carries its own rows' state. Each loss is weighted by its share of the rows, so the
+ * gradients, summed into the params in replica order, are those of the mean over the whole batch. Only the order of
+ * the float additions differs from one tape's. At the reference shapes, a recurrence's per-step products (64 x 256
+ * by 256 x 1024) are too small to split across threads without the threads waiting for each other at every op.
+ */
+public final class TrainStep {
+    /** Fewer rows per replica than this run on one tape: the GEMM's micro-kernel takes 8 rows at a time. */
+    static final int MIN_ROWS = 8;
+    private final LanguageModel model;
+    private final Backend backend;
+    private final int batch;
+    private final int seq;
+    private final Replicas replicas;
+    /** Part p takes rows [rows[p], rows[p + 1]). */
+    private final int[] rows;
+    /** Each part's carried state, or null before the first window and after {@link #reset}. */
+    private List<List<State>> carried;
+    /** Whole-batch state to start from instead of zeros (a resumed checkpoint's), or null. */
+    private Map<String, double[]> pending;
+
+    public TrainStep(LanguageModel model, Backend backend, int batch, int seq) {
+        this.model = model;
+        this.backend = backend;
+        this.batch = batch;
+        this.seq = seq;
+        Replicas r = backend.replicas().orElse(null);
+        int parts = r == null ? 1 : Math.max(1, Math.min(r.kernels().size(), batch / MIN_ROWS));
+        this.replicas = parts > 1 ? r : null;
+        this.rows = new int[parts + 1];
+        for (int p = 0; p <= parts; p++) {
+            rows[p] = batch * p / parts;
+        }
+    }
+
+    /** How many replicas share each batch (1: one tape on the backend's own kernels). */
+    public int parts() {
+        return rows.length - 1;
+    }
+
+    /**
+     * Forward and backward over one window of {@code ids} and {@code targets} (batch x seq, row-major). Returns the
+     * mean loss over the batch. {@code seed} drives dropout.
+     */
+    public double run(int[] ids, int[] targets, long seed) {
+        int parts = parts();
+        if (parts == 1) {
+            try (Tape tape = Tape.on(backend, DType.F32, seed)) {
+                List<State> s = state(tape, 0);
+                LanguageModel.Output o = model.forward(tape, tape.ids(ids, Shape.of(batch, seq)), s);
+                Tensor loss = tape.crossEntropy(o.logits(), tape.ids(targets, Shape.of(batch, seq)));
+                tape.backward(loss);
+                carried = List.of(Trainer.carry(tape, o.state()));
+                pending = null;
+                return loss.item();
+            }
+        }
+        Tape[] tapes = new Tape[parts];
+        double[] losses = new double[parts];
+        List<List<State>> next = new ArrayList<>(parts);
+        for (int p = 0; p < parts; p++) {
+            next.add(null);
+        }
+        try {
+            replicas.run(p -> {
+                // part 0 draws the dropout masks one tape would; the others take seeds of their own
+                Tape tape = Tape.replica(backend, replicas.kernels().get(p), DType.F32, seed ^ (p * 0x9E3779B97F4A7C15L));
+                tapes[p] = tape;
+                int r0 = rows[p], n = rows[p + 1] - r0;
+                List<State> s = state(tape, p);
+                Shape shape = Shape.of(n, seq);
+                LanguageModel.Output o = model.forward(tape, tape.ids(Arrays.copyOfRange(ids, r0 * seq, (r0 + n) * seq), shape), s);
+                Tensor loss = tape.crossEntropy(o.logits(), tape.ids(Arrays.copyOfRange(targets, r0 * seq, (r0 + n) * seq), shape));
+                tape.backward(loss, tape.constant(new double[]{(double) n / batch}, loss.shape()));
+                losses[p] = loss.item() * n / batch;
+                next.set(p, Trainer.carry(tape, o.state()));
+            });
+            for (Tape t : tapes) {
+                t.mergeGradients();
+            }
+        } finally {
+            for (Tape t : tapes) {
+                if (t != null) {
+                    t.close();
+                }
+            }
+        }
+        carried = next;
+        pending = null;
+        double loss = 0;
+        for (double l : losses) {
+            loss += l;
+        }
+        return loss;
+    }
+
+    /** Part p's state for {@code tape}: carried from the last window, cut from a resumed checkpoint's, or zeros. */
+    private List<State> state(Tape tape, int p) {
+        if (carried != null) {
+            return Trainer.adopt(tape, carried.get(p));
+        }
+        int r0 = rows[p], n = rows[p + 1] - r0;
+        List<State> init = model.initialState(tape, n);
+        if (pending == null) {
+            return Trainer.carry(tape, init);
+        }
+        List<State> out = new ArrayList<>(init.size());
+        for (int l = 0; l < init.size(); l++) {
+            List<Tensor> ts = new ArrayList<>();
+            for (int i = 0; i < init.get(l).size(); i++) {
+                Tensor z = init.get(l).get(i);
+                double[] v = pending.get("state." + l + "." + i);
+                int perRow = z.shape().size() / Math.max(1, n);
+                ts.add(v == null || v.length != perRow * batch ? z
+                        : tape.constant(Arrays.copyOfRange(v, r0 * perRow, (r0 + n) * perRow), z.shape()));
+            }
+            out.add(new State(ts));
+        }
+        return Trainer.carry(tape, out);
+    }
+
+    /** Forgets the carried state: the next window starts from zeros (a new epoch). */
+    public void reset() {
+        carried = null;
+        pending = null;
+    }
+
+    /**
+     * Starts the next window from this whole-batch state ({@code state.L.I} -> values, as {@link #state()} gives it)
+     * instead of zeros; a tensor missing or of another size starts from zeros.
+     */
+    public void restore(Map<String, double[]> state) {
+        carried = null;
+        pending = state == null || state.isEmpty() ? null : new LinkedHashMap<>(state);
+    }
+
+    /**
+     * The state the next window starts from, whole batch, as {@code state.L.I} (layer L, tensor I) -> values in
+     * row-major order with the batch first; empty before the first window and after {@link #reset}.
+     */
+    public Map<String, double[]> state() {
+        if (carried == null) {
+            return pending == null ? Map.of() : new LinkedHashMap<>(pending);
+        }
+        Map<String, double[]> out = new LinkedHashMap<>();
+        List<State> first = carried.get(0);
+        for (int l = 0; l < first.size(); l++) {
+            for (int i = 0; i < first.get(l).size(); i++) {
+                double[][] byPart = new double[carried.size()][];
+                int total = 0;
+                for (int p = 0; p < carried.size(); p++) {
+                    byPart[p] = carried.get(p).get(l).get(i).toDoubles();
+                    total += byPart[p].length;
+                }
+                double[] all = new double[total];
+                int at = 0;
+                for (double[] v : byPart) {
+                    System.arraycopy(v, 0, all, at, v.length);
+                    at += v.length;
+                }
+                out.put("state." + l + "." + i, all);
+            }
+        }
+        return out;
+    }
+}
