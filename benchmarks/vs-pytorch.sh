@@ -8,12 +8,15 @@ set -euo pipefail
 usage() {
   cat <<EOF
 usage: benchmarks/vs-pytorch.sh [--quick] [--rounds N] [--cells lstm,gru,rnn,transformer] [--threads N] [--backend cpu]
+                              [--warmup N]
   --quick      few steps, short samples and 3 GEMM reps: checks that everything runs (minutes, not figures)
   --rounds     measure everything N times over (default 1) and print each figure's median, with the ratios'
                range: on a machine whose speed drifts, one round can be off by half
   --cells      models to compare (default lstm,gru,rnn,transformer)
   --threads    threads for both (default: all cores, $(nproc) here)
   --backend    Cellar backend (default cpu)
+  --warmup     untimed training steps before the 20 timed ones, for both (default 5, as bench_lm.py); the JVM
+               compiles its kernels during the first few seconds, so the default protocol includes some of that
 environment: CELLAR_TORCH_BENCH = the reference's directory (default <repo>/../shared/bench),
              BLAS=ref to give PyTorch the stock reference BLAS instead of OpenBLAS (see its env.sh)
 EOF
@@ -28,6 +31,7 @@ threads=$(nproc)
 backend=cpu
 quick=0
 rounds=1
+warmup_opt=
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=1 ;;
@@ -39,6 +43,8 @@ while [ $# -gt 0 ]; do
     --threads=*) threads=${1#*=} ;;
     --backend) [ $# -ge 2 ] || die "--backend needs an id such as cpu"; backend=$2; shift ;;
     --backend=*) backend=${1#*=} ;;
+    --warmup) [ $# -ge 2 ] || die "--warmup needs a number"; warmup_opt=$2; shift ;;
+    --warmup=*) warmup_opt=${1#*=} ;;
     -h|--help) usage; exit 0 ;;
     *) die "unknown option $1 (see --help)" ;;
   esac
@@ -46,6 +52,7 @@ while [ $# -gt 0 ]; do
 done
 [[ $threads =~ ^[1-9][0-9]*$ ]] || die "--threads $threads: expected a positive number"
 [[ $rounds =~ ^[1-9][0-9]*$ ]] || die "--rounds $rounds: expected a positive number"
+[ -z "$warmup_opt" ] || [[ $warmup_opt =~ ^[0-9]+$ ]] || die "--warmup $warmup_opt: expected a number of steps, 0 or more"
 IFS=, read -r -a cell_list <<<"$cells"
 [ ${#cell_list[@]} -gt 0 ] || die "--cells is empty; pass e.g. --cells lstm,gru"
 for c in "${cell_list[@]}"; do
@@ -69,6 +76,7 @@ if [ $quick = 1 ]; then
 else
   steps=20 warmup=5 sample=500 torch_sample_reps=3 reps=7
 fi
+[ -z "$warmup_opt" ] || warmup=$warmup_opt
 # the 2x256 LSTM at batch 64, window 100: one step, the input projection, their backward, the weight gradient
 gemm_sizes=64x256x1024,6400x256x1024,64x1024x256:nt,6400x1024x256:nt,256x6400x1024:tn
 
@@ -117,10 +125,10 @@ done
 
 cpu_model=$(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -n 1)
 java_version=$(java -version 2>&1 | head -n 1)
-"$py" - "$tmp" "$cells" "$cpu_model" "$(nproc)" "$java_version" "$quick" "$rounds" <<'EOF'
+"$py" - "$tmp" "$cells" "$cpu_model" "$(nproc)" "$java_version" "$quick" "$rounds" "$steps" "$warmup" <<'EOF'
 import json, statistics, sys
 
-tmp, cells, cpu, cores, java, quick, rounds = sys.argv[1:]
+tmp, cells, cpu, cores, java, quick, rounds, steps, warmup = sys.argv[1:]
 rounds = int(rounds)
 
 def load(name):
@@ -172,7 +180,8 @@ for c in cells.split(","):
     print(f"| {name} | {median(ct):,.0f} | {median(pt):,.0f} | {ratio(ct, pt)} | {median(cs):.3f} | {median(ps):.3f} "
           f"| {ratio([1 / x for x in cs], [1 / x for x in ps])} | {crss_s} | {median(trss):,.0f} | {gcs} |")
 print()
-print("ratio: Cellar's speed over PyTorch's (above 1: Cellar is faster). Train: median step, batch 64 x window 100;")
+print(f"ratio: Cellar's speed over PyTorch's (above 1: Cellar is faster). Train: median of {steps} timed steps after")
+print(f"{warmup} warm-up steps, batch 64 x window 100;")
 print("sample: batch 1, ms per generated token. Peak RSS: the training process's peak resident memory (Cellar's read")
 print("before it samples; PyTorch's from GNU time); GCs: garbage collections during Cellar's timed steps and their pauses,")
 print("one entry per round.")

@@ -203,9 +203,10 @@ final class TrainCommand implements Callable<Integer> {
                     Files.deleteIfExists(out.resolve(f));
                 }
             }
-            io.err().printf("training %s %dx%d (%,d params) on %s: %,d train / %,d validation tokens, vocabulary %d (%s), backend %s%n",
+            io.err().printf("training %s %dx%d (%,d params) on %s: %,d train / %,d validation tokens, vocabulary %d (%s), backend %s%s%n",
                     model.config().cell(), model.config().layers(), model.config().hidden(), model.parameterCount(), data,
-                    split[0].length, split[1].length, tok.vocabSize(), tok.kind(), be.description());
+                    split[0].length, split[1].length, tok.vocabSize(), tok.kind(), be.description(),
+                    trainer.dataParallelParts() > 1 ? ", batch split over " + trainer.dataParallelParts() + " replicas" : "");
             CountDownLatch done = new CountDownLatch(1);
             Thread hook = stopHook(trainer, done);
             Runtime.getRuntime().addShutdownHook(hook);

@@ -122,6 +122,11 @@ public final class Trainer {
         stop = true;
     }
 
+    /** How many replicas share each batch ({@link TrainStep}); 1 when one tape computes it. */
+    public int dataParallelParts() {
+        return trainStep.parts();
+    }
+
     public Optimizer optimizer() {
         return optimizer;
     }
