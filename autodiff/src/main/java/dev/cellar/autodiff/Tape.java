@@ -75,13 +75,17 @@ public final class Tape implements Ops, AutoCloseable {
 
     /**
      * A tape for one replica of a data-parallel step ({@link Backend#replicas()}): it computes with {@code kernels}, one
-     * of the backend's replica sets, on the thread that owns that set; it reads tensors of the backend's own kernels
+     * of the backend's replica sets, which one thread at a time may use; it reads tensors of the backend's own kernels
      * (params) besides its own; and it keeps the gradients of params and leaves to itself until
-     * {@link #mergeGradients}, so that replicas running at once never write the same gradient.
+     * {@link #mergeGradients}, so that replicas running at once never write the same gradient. Until then a param's
+     * {@code grad()} and {@link #grad} do not include this tape's contribution.
      */
     public static Tape replica(Backend backend, Kernels kernels, DType dtype, long seed) {
-        if (backend.replicas().map(r -> !r.kernels().contains(kernels)).orElse(true)) {
-            throw new CellarException("kernels " + kernels + " are not one of backend " + backend.id() + "'s replicas");
+        if (backend.replicas().isEmpty()) {
+            throw new CellarException("backend " + backend.id() + " has no replicas (it runs on one thread, or splits each kernel itself)");
+        }
+        if (!backend.replicas().get().kernels().contains(kernels)) {
+            throw new CellarException("those kernels are not one of backend " + backend.id() + "'s replica sets (Backend.replicas())");
         }
         return new Tape(backend, kernels, dtype, seed, true);
     }
@@ -95,17 +99,22 @@ public final class Tape implements Ops, AutoCloseable {
         if (leafGrads == null) {
             throw new CellarException("mergeGradients() is for a replica's tape; this one writes the gradients directly");
         }
-        for (Map.Entry<Var, Storage> e : leafGrads.entrySet()) {
+        for (var it = leafGrads.entrySet().iterator(); it.hasNext(); ) {
+            Map.Entry<Var, Storage> e = it.next();
             Var leaf = e.getKey();
+            Storage g = e.getValue();
+            it.remove(); // before the hand-over: close() must not release a buffer that is now the leaf's gradient
             if (leaf.grad == null) {
-                leaf.grad = e.getValue(); // the first replica's buffer becomes the gradient: no copy
+                leaf.grad = g; // the first replica's buffer becomes the gradient: no copy
             } else {
                 int[] st = leaf.shape.strides();
-                k.binary(Binary.ADD, leaf.grad, st, e.getValue(), st, leaf.grad, leaf.shape);
-                e.getValue().close();
+                try {
+                    k.binary(Binary.ADD, leaf.grad, st, g, st, leaf.grad, leaf.shape);
+                } finally {
+                    g.close();
+                }
             }
         }
-        leafGrads.clear();
     }
 
     public Backend backend() {

@@ -49,7 +49,7 @@ class ReplicaTapeTest {
         Param w = Params.of(CPU, DType.F32, "w", Shape.of(4), new double[]{1, 2, 3, 4});
         Tape[] tapes = new Tape[2];
         double[][] xs = {{1, 0, 2, 0}, {0, 5, 0, 1}};
-        replicas().run(r -> {
+        replicas().run(2, r -> {
             tapes[r] = Tape.replica(CPU, replicas().kernels().get(r), DType.F32, r);
             tapes[r].backward(tapes[r].sum(tapes[r].mul(w, tapes[r].constant(xs[r], Shape.of(4)))));
         });
@@ -81,7 +81,7 @@ class ReplicaTapeTest {
                 expected[round] = t.linear(t.constant(x, Shape.of(rows, in)), wr, null).toFloats();
             }
             float[][][] got = new float[2][3][];
-            replicas().run(r -> {
+            replicas().run(2, r -> {
                 try (Tape t = Tape.replica(CPU, replicas().kernels().get(r), DType.F32, r)) {
                     for (int rep = 0; rep < 3; rep++) { // the pack is cached from the second use
                         got[r][rep] = t.linear(t.constant(x, Shape.of(rows, in)), w, null).toFloats();

@@ -1,6 +1,7 @@
 package dev.cellar.text;
 
 import dev.cellar.api.DType;
+import dev.cellar.api.ShapeException;
 import dev.cellar.api.Shape;
 import dev.cellar.api.Tensor;
 import dev.cellar.api.spi.Backend;
@@ -18,15 +19,17 @@ import java.util.Map;
  * The forward and backward pass of one training window, with the state carried over from the window before, as
  * {@link Trainer} and {@code cellar bench} run it; gradients accumulate into the params.
  * <p>
- * On a backend with {@link Backend#replicas() replicas} (the CPU backend on two or more threads), when every replica
- * gets at least {@link #MIN_ROWS} rows, the batch's rows are split between them. Each replica runs its rows on a tape
- * and a thread of its own and carries its own rows' state. Each loss is weighted by its share of the rows, so the
- * gradients, summed into the params in replica order, are those of the mean over the whole batch. Only the order of
- * the float additions differs from one tape's. At the reference shapes, a recurrence's per-step products (64 x 256
- * by 256 x 1024) are too small to split across threads without the threads waiting for each other at every op.
+ * On a backend with {@link Backend#replicas() replicas} (the CPU backend on two or more threads), the batch's rows
+ * are split between as many replicas as get at least {@link #MIN_ROWS} rows each. Each replica runs its rows on a
+ * tape and a thread of its own and carries its own rows' state. Each loss is weighted by its share of the rows, so the
+ * gradients, summed into the params in replica order, are those of the mean over the whole batch: without dropout
+ * only the order of the float additions differs from one tape's; with dropout each replica draws its own masks, so
+ * the masks, and the run, depend on the number of replicas. At the reference shapes, a recurrence's per-step products
+ * (64 x 256 by 256 x 1024) are too small to split across threads without the threads waiting for each other at every
+ * op. A cell whose state is not batch-first ({@link dev.cellar.api.spi.Cell#initialState}) stays on one tape.
  */
 public final class TrainStep {
-    /** Fewer rows per replica than this run on one tape: the GEMM's micro-kernel takes 8 rows at a time. */
+    /** The fewest rows a replica takes: the GEMM's widest micro-kernel takes 8 rows at a time. */
     static final int MIN_ROWS = 8;
     private final LanguageModel model;
     private final Backend backend;
@@ -47,11 +50,28 @@ public final class TrainStep {
         this.seq = seq;
         Replicas r = backend.replicas().orElse(null);
         int parts = r == null ? 1 : Math.max(1, Math.min(r.kernels().size(), batch / MIN_ROWS));
+        if (parts > 1 && !batchFirst(model, backend, batch / parts)) {
+            parts = 1;
+        }
         this.replicas = parts > 1 ? r : null;
         this.rows = new int[parts + 1];
         for (int p = 0; p <= parts; p++) {
             rows[p] = batch * p / parts;
         }
+    }
+
+    /** Whether every tensor of the model's initial state for {@code rows} rows has them as its first dimension. */
+    private static boolean batchFirst(LanguageModel model, Backend backend, int rows) {
+        try (Tape tape = Tape.on(backend)) {
+            for (State s : model.initialState(tape, rows)) {
+                for (Tensor t : s.tensors()) {
+                    if (t.shape().rank() == 0 || t.shape().dim(0) != rows) {
+                        return false;
+                    }
+                }
+            }
+        }
+        return true;
     }
 
     /** How many replicas share each batch (1: one tape on the backend's own kernels). */
@@ -64,16 +84,23 @@ public final class TrainStep {
      * mean loss over the batch. {@code seed} drives dropout.
      */
     public double run(int[] ids, int[] targets, long seed) {
+        if (ids.length != batch * seq || targets.length != batch * seq) {
+            throw new ShapeException("a window of batch " + batch + " x " + seq + " needs " + batch * seq + " ids and targets, got "
+                    + ids.length + " and " + targets.length);
+        }
         int parts = parts();
         if (parts == 1) {
+            List<List<State>> before = carried;
+            carried = null; // until this window succeeds: its tape releases the state it adopts
             try (Tape tape = Tape.on(backend, DType.F32, seed)) {
-                List<State> s = state(tape, 0);
+                List<State> s = before != null ? Trainer.adopt(tape, before.get(0)) : fresh(tape, 0);
                 LanguageModel.Output o = model.forward(tape, tape.ids(ids, Shape.of(batch, seq)), s);
                 Tensor loss = tape.crossEntropy(o.logits(), tape.ids(targets, Shape.of(batch, seq)));
                 tape.backward(loss);
+                double l = loss.item();
                 carried = List.of(Trainer.carry(tape, o.state()));
                 pending = null;
-                return loss.item();
+                return l;
             }
         }
         Tape[] tapes = new Tape[parts];
@@ -82,13 +109,14 @@ public final class TrainStep {
         for (int p = 0; p < parts; p++) {
             next.add(null);
         }
+        List<List<State>> before = carried;
+        carried = null; // until this window succeeds: its tapes release the state they adopt
         try {
-            replicas.run(p -> {
-                // part 0 draws the dropout masks one tape would; the others take seeds of their own
+            replicas.run(parts, p -> {
                 Tape tape = Tape.replica(backend, replicas.kernels().get(p), DType.F32, seed ^ (p * 0x9E3779B97F4A7C15L));
                 tapes[p] = tape;
                 int r0 = rows[p], n = rows[p + 1] - r0;
-                List<State> s = state(tape, p);
+                List<State> s = before != null ? Trainer.adopt(tape, before.get(p)) : fresh(tape, p);
                 Shape shape = Shape.of(n, seq);
                 LanguageModel.Output o = model.forward(tape, tape.ids(Arrays.copyOfRange(ids, r0 * seq, (r0 + n) * seq), shape), s);
                 Tensor loss = tape.crossEntropy(o.logits(), tape.ids(Arrays.copyOfRange(targets, r0 * seq, (r0 + n) * seq), shape));
@@ -115,11 +143,8 @@ public final class TrainStep {
         return loss;
     }
 
-    /** Part p's state for {@code tape}: carried from the last window, cut from a resumed checkpoint's, or zeros. */
-    private List<State> state(Tape tape, int p) {
-        if (carried != null) {
-            return Trainer.adopt(tape, carried.get(p));
-        }
+    /** Part p's first state for {@code tape}: cut from a resumed checkpoint's, or zeros. */
+    private List<State> fresh(Tape tape, int p) {
         int r0 = rows[p], n = rows[p + 1] - r0;
         List<State> init = model.initialState(tape, n);
         if (pending == null) {

@@ -1,12 +1,13 @@
 package dev.cellar.text;
 
 import dev.cellar.api.Param;
+import dev.cellar.api.ShapeException;
 import dev.cellar.api.spi.Backend;
 import dev.cellar.api.spi.BackendConfig;
 import dev.cellar.api.spi.Backends;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.params.ParameterizedTest;
-import org.junit.jupiter.params.provider.ValueSource;
+import org.junit.jupiter.params.provider.CsvSource;
 import org.junit.jupiter.api.Test;
 
 import java.util.Map;
@@ -14,6 +15,7 @@ import java.util.SplittableRandom;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
@@ -23,10 +25,14 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 class TrainStepTest {
     /** Two threads whatever the machine has: two replicas. */
     private static final Backend TWO = open(2);
+    /** Three: batch 20 takes two of them (8 rows at least each), batch 25 all three, unevenly (8, 8, 9). */
+    private static final Backend THREE = open(3);
     /** One thread: no replicas, one tape, as before data parallelism. */
     private static final Backend ONE = open(1);
-    private static final int BATCH = 20; // 10 rows per replica; an even split is not assumed below
+    private static final int BATCH = 20;
     private static final int SEQ = 12;
+    /** Wide enough that the recurrent weights (4H x H for the LSTM) are packed and cached per replica. */
+    private static final int HIDDEN = 48;
 
     private static Backend open(int threads) {
         return Backends.select(Backends.discover(TrainStepTest.class.getClassLoader()), "cpu", null)
@@ -36,14 +42,19 @@ class TrainStepTest {
     @AfterAll
     static void close() {
         TWO.close();
+        THREE.close();
         ONE.close();
     }
 
     private static int[][] windows(int vocab, int n) {
+        return windows(vocab, n, BATCH);
+    }
+
+    private static int[][] windows(int vocab, int n, int batch) {
         SplittableRandom r = new SplittableRandom(7);
         int[][] w = new int[n][];
         for (int i = 0; i < n; i++) {
-            w[i] = r.ints((long) BATCH * SEQ, 0, vocab).toArray();
+            w[i] = r.ints((long) batch * SEQ, 0, vocab).toArray();
         }
         return w;
     }
@@ -52,16 +63,18 @@ class TrainStepTest {
         return p.grad().toDoubles();
     }
 
-    @ParameterizedTest
-    @ValueSource(strings = {"lstm", "gru", "rnn", "transformer"})
-    void replicasGiveOneTapesLossGradientsAndStateOverTwoWindows(String cell) {
+    @ParameterizedTest(name = "{0} on {1} threads, batch {2}: {3} parts")
+    @CsvSource({"lstm, 2, 20, 2", "gru, 2, 20, 2", "rnn, 2, 20, 2", "transformer, 2, 20, 2", "lstm, 3, 20, 2", "gru, 3, 25, 3",
+            "transformer, 3, 25, 3"})
+    void replicasGiveOneTapesLossGradientsAndStateOverTwoWindows(String cell, int threads, int batch, int parts) {
+        Backend be = threads == 2 ? TWO : THREE;
         Tokenizer tok = CharTokenizer.fit(Fixtures.corpus());
-        LanguageModel split = Fixtures.model(cell, tok, 16, 3, TWO);
-        LanguageModel whole = Fixtures.model(cell, tok, 16, 3, ONE);
-        TrainStep a = new TrainStep(split, TWO, BATCH, SEQ), b = new TrainStep(whole, ONE, BATCH, SEQ);
-        assertEquals(2, a.parts());
+        LanguageModel split = Fixtures.model(cell, tok, HIDDEN, 3, be);
+        LanguageModel whole = Fixtures.model(cell, tok, HIDDEN, 3, ONE);
+        TrainStep a = new TrainStep(split, be, batch, SEQ), b = new TrainStep(whole, ONE, batch, SEQ);
+        assertEquals(parts, a.parts());
         assertEquals(1, b.parts());
-        int[][] w = windows(tok.vocabSize(), 3);
+        int[][] w = windows(tok.vocabSize(), 3, batch);
         for (int step = 0; step < 2; step++) { // the second window starts from each part's carried state
             double la = a.run(w[step], w[step + 1], 0), lb = b.run(w[step], w[step + 1], 0);
             assertEquals(lb, la, 1e-5 * Math.abs(lb), cell + " loss at window " + step);
@@ -107,6 +120,16 @@ class TrainStepTest {
         }
         straight.reset();
         assertTrue(straight.state().isEmpty(), "a reset forgets the carried state");
+    }
+
+    @Test
+    void aWindowOfTheWrongSizeIsRefusedBeforeAnythingRuns() {
+        Tokenizer tok = CharTokenizer.fit(Fixtures.corpus());
+        TrainStep s = new TrainStep(Fixtures.model("rnn", tok, 8, 3, TWO), TWO, BATCH, SEQ);
+        int[] ok = new int[BATCH * SEQ], shorter = new int[BATCH * SEQ - 1];
+        ShapeException e = assertThrows(ShapeException.class, () -> s.run(shorter, ok, 0));
+        assertTrue(e.getMessage().contains("needs 240 ids and targets, got 239 and 240"), e.getMessage());
+        assertTrue(s.state().isEmpty());
     }
 
     @Test

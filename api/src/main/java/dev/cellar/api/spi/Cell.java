@@ -17,6 +17,11 @@ public interface Cell {
     /** Width of the output (usually the hidden size). */
     int outputSize();
 
+    /**
+     * The state before the first step. Every tensor's first dimension is the batch, row-major, so that a batch's
+     * state can be cut into the states of its rows and joined again (data-parallel training, checkpoints); a cell
+     * whose state is not batch-first is trained on one tape.
+     */
     State initialState(Ops ops, int batch);
 
     /**

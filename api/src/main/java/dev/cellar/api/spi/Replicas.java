@@ -16,8 +16,9 @@ public interface Replicas {
     List<Kernels> kernels();
 
     /**
-     * Runs {@code body.accept(i)} for every set i at once, set 0 on the calling thread, and returns when all have
-     * ended; rethrows the first failure once every one has ended.
+     * Runs {@code body.accept(i)} for each set i below {@code count} at once, set 0 on the calling thread, and returns
+     * when all have ended; then rethrows set 0's failure, or else the lowest-numbered failed set's. Not reentrant:
+     * one caller at a time.
      */
-    void run(IntConsumer body);
+    void run(int count, IntConsumer body);
 }

@@ -9,6 +9,7 @@ import java.util.List;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Future;
+import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.function.IntConsumer;
 
 /**
@@ -18,6 +19,7 @@ import java.util.function.IntConsumer;
 final class CpuReplicas implements Replicas {
     private final List<Kernels> sets;
     private final ExecutorService pool;
+    private final AtomicBoolean running = new AtomicBoolean();
 
     CpuReplicas(Gemm gemm, Pointwise pw, ExecutorService pool, int threads) {
         this.pool = pool;
@@ -34,11 +36,25 @@ final class CpuReplicas implements Replicas {
     }
 
     @Override
-    public void run(IntConsumer body) {
-        List<Future<?>> fs = new ArrayList<>(sets.size() - 1);
+    public void run(int count, IntConsumer body) {
+        if (count < 1 || count > sets.size()) {
+            throw new CellarException("run " + count + " replicas: there are " + sets.size());
+        }
+        if (!running.compareAndSet(false, true)) {
+            throw new CellarException("the replicas are already running a step on another thread");
+        }
+        try {
+            runAll(count, body);
+        } finally {
+            running.set(false);
+        }
+    }
+
+    private void runAll(int count, IntConsumer body) {
+        List<Future<?>> fs = new ArrayList<>(count - 1);
         Throwable failure = null;
         try {
-            for (int i = 1; i < sets.size(); i++) {
+            for (int i = 1; i < count; i++) {
                 int set = i;
                 fs.add(pool.submit(() -> body.accept(set)));
             }
@@ -57,6 +73,11 @@ final class CpuReplicas implements Replicas {
                 } catch (ExecutionException e) {
                     if (failure == null) {
                         failure = e.getCause(); // as thrown, so that a user-facing error keeps its own message
+                    }
+                    break;
+                } catch (java.util.concurrent.CancellationException e) { // the backend closed under us (shutdownNow)
+                    if (failure == null) {
+                        failure = new CellarException("a replica was cancelled: the backend was closed during a step");
                     }
                     break;
                 }

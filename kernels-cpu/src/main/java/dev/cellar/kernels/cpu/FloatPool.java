@@ -69,22 +69,29 @@ final class FloatPool {
     }
 
     /** An array of {@code size}, reused when one is free; zero-filled when {@code zero}, else holding old values. */
-    synchronized float[] take(int size, boolean zero) {
-        ArrayDeque<float[]> q = free.get(size);
-        float[] a = q == null ? null : q.poll();
+    float[] take(int size, boolean zero) {
+        float[] a = poll(size);
         if (a == null) {
             try {
                 return new float[size];
             } catch (OutOfMemoryError e) {
-                // pooled buffers are only a cache: give them to the collector before giving up
-                free.clear();
-                pooled = 0;
+                // pooled buffers are only a cache, every pool's (a replica's idle buffers too): give them to the
+                // collector before giving up; outside this pool's lock, since clearAll takes each pool's in turn
+                clearAll();
                 return new float[size];
             }
         }
-        pooled -= size;
         if (zero) {
             Arrays.fill(a, 0f);
+        }
+        return a;
+    }
+
+    private synchronized float[] poll(int size) {
+        ArrayDeque<float[]> q = free.get(size);
+        float[] a = q == null ? null : q.poll();
+        if (a != null) {
+            pooled -= size;
         }
         return a;
     }
