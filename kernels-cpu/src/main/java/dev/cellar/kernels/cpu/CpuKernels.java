@@ -320,6 +320,14 @@ final class CpuKernels extends ReferenceKernels {
 
     /** Waits for every task as {@link #join} does, after this thread's share ended with {@code failure} or null. */
     private static void await(List<Future<?>> fs, Throwable failure, String what) {
+        await(fs, failure, what, false);
+    }
+
+    /**
+     * {@link #await}; {@code asThrown}: a task's unchecked exception is rethrown as it is (a replica's step, whose
+     * errors are the user's to read), not wrapped in one that names {@code what}.
+     */
+    static void await(List<Future<?>> fs, Throwable failure, String what, boolean asThrown) {
         boolean interrupted = false;
         for (Future<?> f : fs) {
             while (true) {
@@ -330,7 +338,14 @@ final class CpuKernels extends ReferenceKernels {
                     interrupted = true; // keep waiting: the task still uses the caller's buffers
                 } catch (ExecutionException e) {
                     if (failure == null) {
-                        failure = new CellarException(what + " failed: " + e.getCause(), e.getCause());
+                        Throwable c = e.getCause();
+                        failure = asThrown && (c instanceof RuntimeException || c instanceof Error) ? c
+                                : new CellarException(what + " failed: " + c, c);
+                    }
+                    break;
+                } catch (java.util.concurrent.CancellationException e) { // the backend was closed (shutdownNow)
+                    if (failure == null) {
+                        failure = new CellarException(what + " was cancelled: the backend was closed while it ran");
                     }
                     break;
                 }

@@ -6,7 +6,6 @@ import dev.cellar.api.spi.Replicas;
 
 import java.util.ArrayList;
 import java.util.List;
-import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Future;
 import java.util.concurrent.atomic.AtomicBoolean;
@@ -62,41 +61,6 @@ final class CpuReplicas implements Replicas {
         } catch (RuntimeException | Error e) { // wait for the others all the same: they may use the caller's tensors
             failure = e;
         }
-        boolean interrupted = false;
-        for (Future<?> f : fs) {
-            while (true) {
-                try {
-                    f.get();
-                    break;
-                } catch (InterruptedException e) {
-                    interrupted = true; // keep waiting: the set still uses tensors the caller will release
-                } catch (ExecutionException e) {
-                    if (failure == null) {
-                        failure = e.getCause(); // as thrown, so that a user-facing error keeps its own message
-                    }
-                    break;
-                } catch (java.util.concurrent.CancellationException e) { // the backend closed under us (shutdownNow)
-                    if (failure == null) {
-                        failure = new CellarException("a replica was cancelled: the backend was closed during a step");
-                    }
-                    break;
-                }
-            }
-        }
-        if (interrupted) {
-            Thread.currentThread().interrupt();
-        }
-        if (failure instanceof RuntimeException e) {
-            throw e;
-        }
-        if (failure instanceof Error e) {
-            throw e;
-        }
-        if (failure != null) {
-            throw new CellarException("a replica failed: " + failure, failure);
-        }
-        if (interrupted) {
-            throw new CellarException("interrupted while the replicas ran");
-        }
+        CpuKernels.await(fs, failure, "a replica", true);
     }
 }
