@@ -1,18 +1,15 @@
 package dev.cellar.benchmarks;
 
 import dev.cellar.api.DType;
-import dev.cellar.api.Shape;
-import dev.cellar.api.Tensor;
 import dev.cellar.api.spi.Backend;
 import dev.cellar.api.spi.CellProvider;
-import dev.cellar.api.spi.State;
 import dev.cellar.autodiff.Optimizer;
 import dev.cellar.autodiff.Optimizers;
 import dev.cellar.autodiff.Params;
-import dev.cellar.autodiff.Tape;
 import dev.cellar.text.CharTokenizer;
 import dev.cellar.text.LanguageModel;
 import dev.cellar.text.ModelConfig;
+import dev.cellar.text.TrainStep;
 import org.openjdk.jmh.annotations.AuxCounters;
 import org.openjdk.jmh.annotations.Benchmark;
 import org.openjdk.jmh.annotations.BenchmarkMode;
@@ -27,8 +24,6 @@ import org.openjdk.jmh.annotations.Setup;
 import org.openjdk.jmh.annotations.TearDown;
 import org.openjdk.jmh.annotations.Warmup;
 
-import java.util.ArrayList;
-import java.util.List;
 import java.util.Map;
 import java.util.ServiceLoader;
 import java.util.SplittableRandom;
@@ -37,7 +32,8 @@ import java.util.concurrent.TimeUnit;
 /**
  * One training step of the language model {@code cellar bench} measures (the protocol of the PyTorch reference):
  * embedding, 2 layers x 256 of {@code cell}, linear to a vocabulary of 65; forward over a batch of 64 windows of 100
- * random tokens, cross-entropy, backward, Adam (lr 0.001), the state carried to the next step and detached. Score:
+ * random tokens, cross-entropy, backward, Adam (lr 0.001), the state carried to the next step and detached; the
+ * batch split between the backend's replicas as {@code cellar train} splits it ({@link TrainStep}). Score:
  * steps per second; the secondary score {@code tokens} is training tokens per second (batch x window per step).
  * {@code -p cell=gru} (or rnn, transformer) measures another cell.
  */
@@ -73,7 +69,7 @@ public class LstmStepBench {
     private Backend backend;
     private LanguageModel model;
     private Optimizer adam;
-    private List<State> state;
+    private TrainStep step;
     private int[][] inputs;
     private int[][] targets;
     private int next;
@@ -104,6 +100,7 @@ public class LstmStepBench {
         model = new LanguageModel(new ModelConfig(cell, layers, hidden, opts, 0), CharTokenizer.fit(alphabet.toString()),
                 provider, Params.creator(backend, DType.F32, new SplittableRandom(1234)));
         adam = Optimizers.adam(model.params(), 0.001);
+        step = new TrainStep(model, backend, batch, seq);
         SplittableRandom r = new SplittableRandom(1);
         inputs = new int[BATCHES][];
         targets = new int[BATCHES][];
@@ -111,25 +108,16 @@ public class LstmStepBench {
             inputs[i] = r.ints((long) batch * seq, 0, VOCAB).toArray();
             targets[i] = r.ints((long) batch * seq, 0, VOCAB).toArray();
         }
-        System.out.printf("%s %dx%d, %,d params, batch %d x window %d%n", cell, layers, hidden, model.parameterCount(), batch, seq);
+        System.out.printf("%s %dx%d, %,d params, batch %d x window %d, split over %d replica(s)%n", cell, layers, hidden,
+                model.parameterCount(), batch, seq, step.parts());
     }
 
     @Benchmark
     public void trainStep(Tokens count) {
         int i = next++ % BATCHES;
-        try (Tape t = Tape.on(backend)) {
-            LanguageModel.Output o = model.forward(t, t.ids(inputs[i], Shape.of(batch, seq)),
-                    state == null ? model.initialState(t, batch) : state);
-            Tensor loss = t.crossEntropy(o.logits(), t.ids(targets[i], Shape.of(batch, seq)));
-            t.backward(loss);
-            adam.step();
-            adam.zeroGrad();
-            List<State> carried = new ArrayList<>();
-            for (State s : o.state()) {
-                carried.add(new State(s.tensors().stream().map(x -> t.keep(t.detach(x))).toList()));
-            }
-            state = carried;
-        }
+        step.run(inputs[i], targets[i], 0); // as `cellar train` runs it: split between the backend's replicas
+        adam.step();
+        adam.zeroGrad();
         count.tokens += (long) batch * seq;
     }
 

@@ -84,63 +84,98 @@ public final class TrainStep {
      * mean loss over the batch. {@code seed} drives dropout.
      */
     public double run(int[] ids, int[] targets, long seed) {
+        return window(ids, targets, seed, true);
+    }
+
+    /**
+     * The mean loss over one window without gradients, in evaluation mode (no dropout), the state carried as
+     * {@link #run} carries it: {@link Evaluator}'s step.
+     */
+    public double evaluate(int[] ids, int[] targets) {
+        return window(ids, targets, 0, false);
+    }
+
+    private double window(int[] ids, int[] targets, long seed, boolean train) {
         if (ids.length != batch * seq || targets.length != batch * seq) {
             throw new ShapeException("a window of batch " + batch + " x " + seq + " needs " + batch * seq + " ids and targets, got "
                     + ids.length + " and " + targets.length);
         }
         int parts = parts();
-        if (parts == 1) {
-            List<List<State>> before = carried;
-            carried = null; // until this window succeeds: its tape releases the state it adopts
-            try (Tape tape = Tape.on(backend, DType.F32, seed)) {
-                List<State> s = before != null ? Trainer.adopt(tape, before.get(0)) : fresh(tape, 0);
-                LanguageModel.Output o = model.forward(tape, tape.ids(ids, Shape.of(batch, seq)), s);
-                Tensor loss = tape.crossEntropy(o.logits(), tape.ids(targets, Shape.of(batch, seq)));
-                tape.backward(loss);
-                double l = loss.item();
-                carried = List.of(Trainer.carry(tape, o.state()));
-                pending = null;
-                return l;
-            }
-        }
-        Tape[] tapes = new Tape[parts];
-        double[] losses = new double[parts];
         List<List<State>> next = new ArrayList<>(parts);
         for (int p = 0; p < parts; p++) {
             next.add(null);
         }
         List<List<State>> before = carried;
         carried = null; // until this window succeeds: its tapes release the state they adopt
-        try {
-            replicas.run(parts, p -> {
-                Tape tape = Tape.replica(backend, replicas.kernels().get(p), DType.F32, seed ^ (p * 0x9E3779B97F4A7C15L));
-                tapes[p] = tape;
-                int r0 = rows[p], n = rows[p + 1] - r0;
-                List<State> s = before != null ? Trainer.adopt(tape, before.get(p)) : fresh(tape, p);
-                Shape shape = Shape.of(n, seq);
-                LanguageModel.Output o = model.forward(tape, tape.ids(Arrays.copyOfRange(ids, r0 * seq, (r0 + n) * seq), shape), s);
-                Tensor loss = tape.crossEntropy(o.logits(), tape.ids(Arrays.copyOfRange(targets, r0 * seq, (r0 + n) * seq), shape));
-                tape.backward(loss, tape.constant(new double[]{(double) n / batch}, loss.shape()));
-                losses[p] = loss.item() * n / batch;
-                next.set(p, Trainer.carry(tape, o.state()));
-            });
-            for (Tape t : tapes) {
-                t.mergeGradients();
+        double loss = 0;
+        if (parts == 1) {
+            try (Tape tape = Tape.on(backend, DType.F32, seed)) {
+                loss = part(tape, 0, before, ids, targets, train, next);
             }
-        } finally {
-            for (Tape t : tapes) {
-                if (t != null) {
-                    t.close();
+        } else {
+            Tape[] tapes = new Tape[parts];
+            double[] losses = new double[parts];
+            try {
+                replicas.run(parts, p -> {
+                    // the replicas' dropout masks come from seeds of their own
+                    tapes[p] = Tape.replica(backend, replicas.kernels().get(p), DType.F32, seed ^ (p * 0x9E3779B97F4A7C15L));
+                    losses[p] = part(tapes[p], p, before, ids, targets, train, next);
+                });
+                if (train) {
+                    for (Tape t : tapes) {
+                        t.mergeGradients();
+                    }
                 }
+            } finally {
+                for (Tape t : tapes) {
+                    if (t != null) {
+                        t.close();
+                    }
+                }
+            }
+            for (double l : losses) {
+                loss += l;
             }
         }
         carried = next;
         pending = null;
-        double loss = 0;
-        for (double l : losses) {
-            loss += l;
-        }
         return loss;
+    }
+
+    /**
+     * Part p's forward, and backward when training, on {@code tape}: its state goes into {@code next}; returns its loss
+     * weighted by its share of the batch's rows.
+     */
+    private double part(Tape tape, int p, List<List<State>> before, int[] ids, int[] targets, boolean train,
+                        List<List<State>> next) {
+        int r0 = rows[p], n = rows[p + 1] - r0;
+        boolean whole = n == batch;
+        Shape shape = Shape.of(n, seq);
+        int[] x = whole ? ids : Arrays.copyOfRange(ids, r0 * seq, (r0 + n) * seq);
+        int[] y = whole ? targets : Arrays.copyOfRange(targets, r0 * seq, (r0 + n) * seq);
+        double share = (double) n / batch;
+        List<State> s = before != null ? Trainer.adopt(tape, before.get(p)) : fresh(tape, p);
+        if (!train) {
+            tape.setTraining(false);
+            double[] loss = new double[1];
+            List<State> out = tape.noGrad(() -> {
+                LanguageModel.Output o = model.forward(tape, tape.ids(x, shape), s);
+                loss[0] = tape.crossEntropy(o.logits(), tape.ids(y, shape)).item();
+                return o.state();
+            });
+            next.set(p, Trainer.carry(tape, out));
+            return whole ? loss[0] : loss[0] * share;
+        }
+        LanguageModel.Output o = model.forward(tape, tape.ids(x, shape), s);
+        Tensor loss = tape.crossEntropy(o.logits(), tape.ids(y, shape));
+        if (whole) {
+            tape.backward(loss);
+        } else {
+            tape.backward(loss, tape.constant(new double[]{share}, loss.shape()));
+        }
+        double l = loss.item();
+        next.set(p, Trainer.carry(tape, o.state()));
+        return whole ? l : l * share;
     }
 
     /** Part p's first state for {@code tape}: cut from a resumed checkpoint's, or zeros. */

@@ -102,6 +102,12 @@ class TrainStepTest {
                 }
             }
         }
+        // evaluation from the carried state: the same loss, no gradient
+        double ea = a.evaluate(w[2], w[0]), eb = b.evaluate(w[2], w[0]);
+        assertEquals(eb, ea, 1e-5 * Math.abs(eb), cell + " evaluation loss");
+        for (Param ps : split.params()) {
+            assertEquals(null, ps.grad(), "evaluation left a gradient in " + ps.name());
+        }
     }
 
     @Test
