@@ -17,7 +17,8 @@ import java.util.Map;
 
 /**
  * The forward and backward pass of one training window, with the state carried over from the window before, as
- * {@link Trainer} and {@code cellar bench} run it; gradients accumulate into the params.
+ * {@link Trainer} and {@code cellar bench} run it; gradients accumulate into the params. {@link #evaluate} is the
+ * forward pass alone, as {@link Evaluator} runs it (on a step of its own).
  * <p>
  * On a backend with {@link Backend#replicas() replicas} (the CPU backend on two or more threads), the batch's rows
  * are split between as many replicas as get at least {@link #MIN_ROWS} rows each. Each replica runs its rows on a
@@ -89,7 +90,8 @@ public final class TrainStep {
 
     /**
      * The mean loss over one window without gradients, in evaluation mode (no dropout), the state carried as
-     * {@link #run} carries it: {@link Evaluator}'s step.
+     * {@link #run} carries it: {@link Evaluator}'s step. It replaces the carried state (and a restored one), so a
+     * training step must not be used for it.
      */
     public double evaluate(int[] ids, int[] targets) {
         return window(ids, targets, 0, false);
@@ -164,7 +166,7 @@ public final class TrainStep {
                 return o.state();
             });
             next.set(p, Trainer.carry(tape, out));
-            return whole ? loss[0] : loss[0] * share;
+            return whole ? loss[0] : loss[0] * n / batch;
         }
         LanguageModel.Output o = model.forward(tape, tape.ids(x, shape), s);
         Tensor loss = tape.crossEntropy(o.logits(), tape.ids(y, shape));
@@ -175,7 +177,7 @@ public final class TrainStep {
         }
         double l = loss.item();
         next.set(p, Trainer.carry(tape, o.state()));
-        return whole ? l : l * share;
+        return whole ? l : l * n / batch;
     }
 
     /** Part p's first state for {@code tape}: cut from a resumed checkpoint's, or zeros. */
@@ -183,7 +185,7 @@ public final class TrainStep {
         int r0 = rows[p], n = rows[p + 1] - r0;
         List<State> init = model.initialState(tape, n);
         if (pending == null) {
-            return Trainer.carry(tape, init);
+            return init; // the tape's own: released when it closes (the window carries on its output state)
         }
         List<State> out = new ArrayList<>(init.size());
         for (int l = 0; l < init.size(); l++) {
@@ -197,7 +199,7 @@ public final class TrainStep {
             }
             out.add(new State(ts));
         }
-        return Trainer.carry(tape, out);
+        return out;
     }
 
     /** Forgets the carried state: the next window starts from zeros (a new epoch). */

@@ -1,15 +1,18 @@
 package dev.cellar.text;
 
+import dev.cellar.api.DType;
 import dev.cellar.api.Param;
 import dev.cellar.api.ShapeException;
 import dev.cellar.api.spi.Backend;
 import dev.cellar.api.spi.BackendConfig;
 import dev.cellar.api.spi.Backends;
+import dev.cellar.autodiff.Params;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
 import org.junit.jupiter.api.Test;
 
+import java.util.List;
 import java.util.Map;
 import java.util.SplittableRandom;
 
@@ -105,9 +108,26 @@ class TrainStepTest {
         // evaluation from the carried state: the same loss, no gradient
         double ea = a.evaluate(w[2], w[0]), eb = b.evaluate(w[2], w[0]);
         assertEquals(eb, ea, 1e-5 * Math.abs(eb), cell + " evaluation loss");
-        for (Param ps : split.params()) {
-            assertEquals(null, ps.grad(), "evaluation left a gradient in " + ps.name());
+        for (List<Param> ps : List.of(split.params(), whole.params())) {
+            for (Param p : ps) {
+                assertEquals(null, p.grad(), "evaluation left a gradient in " + p.name());
+            }
         }
+    }
+
+    /** Evaluation runs without dropout on every replica: a model with dropout evaluates as on one tape. */
+    @Test
+    void evaluationOfAModelWithDropoutMatchesOneTape() {
+        Tokenizer tok = CharTokenizer.fit(Fixtures.corpus());
+        int[][] w = windows(tok.vocabSize(), 2);
+        double[] loss = new double[2];
+        Backend[] bes = {TWO, ONE};
+        for (int i = 0; i < 2; i++) {
+            LanguageModel m = new LanguageModel(new ModelConfig("lstm", 2, HIDDEN, Map.of(), 0.5), tok, Fixtures.CELLS.get("lstm"),
+                    Params.creator(bes[i], DType.F32, new SplittableRandom(3)));
+            loss[i] = new TrainStep(m, bes[i], BATCH, SEQ).evaluate(w[0], w[1]);
+        }
+        assertEquals(loss[1], loss[0], 1e-5 * loss[1]);
     }
 
     @Test

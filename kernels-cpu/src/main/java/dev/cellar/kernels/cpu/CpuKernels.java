@@ -324,7 +324,7 @@ final class CpuKernels extends ReferenceKernels {
     }
 
     /**
-     * {@link #await}; {@code asThrown}: a task's unchecked exception is rethrown as it is (a replica's step, whose
+     * {@link #await(List, Throwable, String)}; {@code asThrown}: a task's unchecked exception is rethrown as it is (a replica's step, whose
      * errors are the user's to read), not wrapped in one that names {@code what}.
      */
     static void await(List<Future<?>> fs, Throwable failure, String what, boolean asThrown) {
@@ -345,7 +345,7 @@ final class CpuKernels extends ReferenceKernels {
                     break;
                 } catch (java.util.concurrent.CancellationException e) { // the backend was closed (shutdownNow)
                     if (failure == null) {
-                        failure = new CellarException(what + " was cancelled: the backend was closed while it ran");
+                        failure = new CellarException(what + " was cancelled: the backend was closed");
                     }
                     break;
                 }
@@ -361,7 +361,7 @@ final class CpuKernels extends ReferenceKernels {
             throw (RuntimeException) failure;
         }
         if (interrupted) {
-            throw new CellarException("interrupted in " + what);
+            throw new CellarException("interrupted while " + what + " ran");
         }
     }
 
