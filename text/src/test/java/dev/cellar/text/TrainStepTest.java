@@ -1,16 +1,27 @@
 package dev.cellar.text;
 
 import dev.cellar.api.DType;
+import dev.cellar.api.Init;
+import dev.cellar.api.Ops;
 import dev.cellar.api.Param;
+import dev.cellar.api.Shape;
 import dev.cellar.api.ShapeException;
+import dev.cellar.api.Tensor;
 import dev.cellar.api.spi.Backend;
 import dev.cellar.api.spi.BackendConfig;
 import dev.cellar.api.spi.Backends;
+import dev.cellar.api.spi.Cell;
+import dev.cellar.api.spi.CellConfig;
+import dev.cellar.api.spi.CellProvider;
+import dev.cellar.api.spi.CellSpec;
+import dev.cellar.api.spi.ParamInit;
+import dev.cellar.api.spi.State;
+import dev.cellar.api.spi.Step;
 import dev.cellar.autodiff.Params;
 import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
-import org.junit.jupiter.api.Test;
 
 import java.util.List;
 import java.util.Map;
@@ -156,6 +167,58 @@ class TrainStepTest {
         ShapeException e = assertThrows(ShapeException.class, () -> s.run(shorter, ok, 0));
         assertTrue(e.getMessage().contains("needs 240 ids and targets, got 239 and 240"), e.getMessage());
         assertTrue(s.state().isEmpty());
+    }
+
+    /**
+     * A cell whose state is one vector for the whole batch (not batch-first) cannot be cut by rows: it trains on one
+     * tape, and the one tape's loss is what the replicas' backend computes for it.
+     */
+    @Test
+    void aCellWhoseStateIsNotBatchFirstStaysOnOneTape() {
+        CellProvider shared = new CellProvider() {
+            public String id() {
+                return "shared-state";
+            }
+
+            public CellSpec spec() {
+                return new CellSpec("h = tanh(W x + mean over the batch of the last h)", List.of(), 1, List.of(), "1");
+            }
+
+            public Cell create(CellConfig c, ParamInit init) {
+                int h = c.hiddenSize();
+                Param w = init.param("weight_ih", Shape.of(h, c.inputSize()), Init.uniform(0.3));
+                return new Cell() {
+                    public List<Param> params() {
+                        return List.of(w);
+                    }
+
+                    public int outputSize() {
+                        return h;
+                    }
+
+                    public State initialState(Ops ops, int batch) {
+                        return State.of(ops.zeros(Shape.of(h)));
+                    }
+
+                    public Step step(Ops ops, Tensor x, State st) {
+                        Tensor y = ops.tanh(ops.add(ops.linear(x, w, null), st.get(0)));
+                        return new Step(y, State.of(ops.mean(y, 0, false)));
+                    }
+                };
+            }
+        };
+        Tokenizer tok = CharTokenizer.fit(Fixtures.corpus());
+        int[][] w = windows(tok.vocabSize(), 2);
+        double[] loss = new double[2];
+        Backend[] bes = {TWO, ONE};
+        for (int i = 0; i < 2; i++) {
+            LanguageModel m = new LanguageModel(new ModelConfig("shared-state", 1, 8, Map.of(), 0), tok, shared,
+                    Params.creator(bes[i], DType.F32, new SplittableRandom(3)));
+            TrainStep step = new TrainStep(m, bes[i], BATCH, SEQ);
+            assertEquals(1, step.parts(), "a state without the batch first is not cut");
+            loss[i] = step.run(w[0], w[1], 0);
+        }
+        assertEquals(loss[1], loss[0], 1e-6 * loss[1]);
     }
 
     @Test
