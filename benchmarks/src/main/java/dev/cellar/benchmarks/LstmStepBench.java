@@ -3,6 +3,7 @@ package dev.cellar.benchmarks;
 import dev.cellar.api.DType;
 import dev.cellar.api.spi.Backend;
 import dev.cellar.api.spi.CellProvider;
+import dev.cellar.api.spi.Kernels;
 import dev.cellar.autodiff.Optimizer;
 import dev.cellar.autodiff.Optimizers;
 import dev.cellar.autodiff.Params;
@@ -66,6 +67,13 @@ public class LstmStepBench {
     @Param("0")
     public int threads;
 
+    /**
+     * false: one tape, each op split across the threads, as before data parallelism (the backend seen without its
+     * replicas); {@code -p dataParallel=true,false} compares the two.
+     */
+    @Param("true")
+    public boolean dataParallel;
+
     private Backend backend;
     private LanguageModel model;
     private Optimizer adam;
@@ -100,7 +108,7 @@ public class LstmStepBench {
         model = new LanguageModel(new ModelConfig(cell, layers, hidden, opts, 0), CharTokenizer.fit(alphabet.toString()),
                 provider, Params.creator(backend, DType.F32, new SplittableRandom(1234)));
         adam = Optimizers.adam(model.params(), 0.001);
-        step = new TrainStep(model, backend, batch, seq);
+        step = new TrainStep(model, dataParallel ? backend : withoutReplicas(backend), batch, seq);
         SplittableRandom r = new SplittableRandom(1);
         inputs = new int[BATCHES][];
         targets = new int[BATCHES][];
@@ -119,6 +127,31 @@ public class LstmStepBench {
         adam.step();
         adam.zeroGrad();
         count.tokens += (long) batch * seq;
+    }
+
+    /** The same backend and kernels, offering no replicas. */
+    private static Backend withoutReplicas(Backend be) {
+        return new Backend() {
+            @Override
+            public String id() {
+                return be.id();
+            }
+
+            @Override
+            public String description() {
+                return be.description();
+            }
+
+            @Override
+            public Kernels kernels() {
+                return be.kernels();
+            }
+
+            @Override
+            public void close() {
+                be.close();
+            }
+        };
     }
 
     @TearDown(Level.Trial)
