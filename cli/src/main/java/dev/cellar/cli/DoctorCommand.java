@@ -131,7 +131,8 @@ final class DoctorCommand implements Callable<Integer> {
             }
             boolean ok = worst <= 1e-5;
             return new String[] {ok ? "PASS" : "FAIL",
-                    b.description() + (ok ? "" : "; self-check differs from cpu-reference by " + worst)};
+                    b.description() + b.replicas().map(r -> ", trains data-parallel over " + r.kernels().size() + " replicas").orElse("")
+                            + (ok ? "" : "; self-check differs from cpu-reference by " + worst)};
         } catch (RuntimeException | LinkageError e) {
             return new String[] {"FAIL", "open failed: " + e.getMessage()};
         }
