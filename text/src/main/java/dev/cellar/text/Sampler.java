@@ -67,7 +67,7 @@ public final class Sampler {
             return text;
         }
         SplittableRandom rng = new SplittableRandom(s.seed());
-        try (Tape tape = Tape.on(backend, DType.F32, s.seed())) {
+        try (Tape tape = tape(backend, s.seed())) {
             tape.setTraining(false);
             return tape.noGrad(() -> {
                 Feeder feeder = new Feeder(tape, model, 1);
@@ -237,10 +237,22 @@ public final class Sampler {
         return order[n - 1];
     }
 
+    /**
+     * The tape generation runs on. It feeds one token at a time, batch 1 (or one row per beam), and at those sizes
+     * handing part of an op to another thread costs more than it saves: on a backend with replicas it computes on the
+     * first one's single-threaded kernels. The Transformer bench's batch-1 sampling took 0.33-0.35 ms/token so
+     * against 0.51-0.65 split over two threads (--threads 1 against 2, two runs each).
+     */
+    static Tape tape(Backend backend, long seed) {
+        return backend.replicas()
+                .map(r -> Tape.replica(backend, r.kernels().get(0), DType.F32, seed))
+                .orElseGet(() -> Tape.on(backend, DType.F32, seed));
+    }
+
     /** Beam search over log-probabilities; beams are the batch rows, states reordered by row gathers. */
     private static String beam(LanguageModel model, Backend backend, int[] promptIds, Settings s) {
         int w = s.beam();
-        try (Tape tape = Tape.on(backend, DType.F32, s.seed())) {
+        try (Tape tape = tape(backend, s.seed())) {
             tape.setTraining(false);
             return tape.noGrad(() -> {
                 Feeder feeder = new Feeder(tape, model, w);

@@ -4,11 +4,15 @@ import dev.cellar.api.CellarException;
 import dev.cellar.api.DType;
 import dev.cellar.api.Shape;
 import dev.cellar.api.Tensor;
+import dev.cellar.api.spi.Backend;
+import dev.cellar.api.spi.BackendConfig;
+import dev.cellar.api.spi.Backends;
 import dev.cellar.autodiff.Tape;
 import org.junit.jupiter.api.Test;
 
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 import java.util.SplittableRandom;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -33,6 +37,30 @@ class SamplerTest {
             assertEquals(40, a.length());
             assertNotEquals(a, c);
         }
+    }
+
+    /**
+     * On a backend with replicas generation computes on one replica's single-threaded kernels: sampled, greedy and
+     * beam text equal what one thread, without replicas, generates from the same weights.
+     */
+    @Test
+    void generationOnAReplicaMatchesOneThread() {
+        try (Backend two = open(2); Backend one = open(1)) {
+            assertTrue(two.replicas().isPresent());
+            for (String cell : new String[]{"lstm", "transformer"}) {
+                LanguageModel a = Fixtures.model(cell, TOK, 48, 2, two), b = Fixtures.model(cell, TOK, 48, 2, one);
+                for (Sampler.Settings st : List.of(new Sampler.Settings(40, 1.0, 0, 1.0, 7, 0), new Sampler.Settings(30, 0, 0, 1, 1, 0),
+                        new Sampler.Settings(20, 0, 0, 1, 1, 3))) {
+                    assertEquals(Sampler.generate(b, one, "to be", st, x -> { }), Sampler.generate(a, two, "to be", st, x -> { }),
+                            cell + " " + st);
+                }
+            }
+        }
+    }
+
+    private static Backend open(int threads) {
+        return Backends.select(Backends.discover(SamplerTest.class.getClassLoader()), "cpu", null)
+                .open(new BackendConfig(threads, null, Map.of()));
     }
 
     @Test

@@ -9,7 +9,8 @@ import java.util.function.IntConsumer;
  * the backend's own {@link Backend#kernels() kernels} (the params). A training step gives each set a slice of the
  * batch on a tape of its own and sums their gradients; at a recurrence's small per-step products, the threads then
  * no longer wait for each other inside every op. Storages a set makes belong to it; the backend's storages must not
- * be written while {@link #run} runs.
+ * be written while {@link #run} runs. Outside {@link #run}, a set may serve one thread directly (batch-1 generation
+ * runs on the first), one thread at a time.
  */
 public interface Replicas {
     /** The kernel sets, one per thread; at least two. */
