@@ -81,10 +81,9 @@ public final class Tape implements Ops, AutoCloseable {
      * {@code grad()} and {@link #grad} do not include this tape's contribution.
      */
     public static Tape replica(Backend backend, Kernels kernels, DType dtype, long seed) {
-        if (backend.replicas().isEmpty()) {
-            throw new CellarException("backend " + backend.id() + " has no replicas (it runs on one thread, or splits each kernel itself)");
-        }
-        if (!backend.replicas().get().kernels().contains(kernels)) {
+        var replicas = backend.replicas().orElseThrow(() -> new CellarException("backend " + backend.id()
+                + " has no replicas (it runs on one thread, or splits each kernel itself)"));
+        if (!replicas.kernels().contains(kernels)) {
             throw new CellarException("those kernels are not one of backend " + backend.id() + "'s replica sets (Backend.replicas())");
         }
         return new Tape(backend, kernels, dtype, seed, true);

@@ -240,7 +240,7 @@ public final class Sampler {
     /**
      * The tape generation runs on. It feeds one token at a time, batch 1 (or one row per beam), and at those sizes
      * handing part of an op to another thread costs more than it saves: on a backend with replicas it computes on the
-     * first one's single-threaded kernels. The Transformer bench's batch-1 sampling took 0.33-0.35 ms/token so
+     * first one's single-threaded kernels. The Transformer bench's batch-1 sampling took 0.33-0.35 ms/token
      * against 0.51-0.65 split over two threads (--threads 1 against 2, two runs each).
      */
     static Tape tape(Backend backend, long seed) {

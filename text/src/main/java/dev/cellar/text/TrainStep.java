@@ -156,7 +156,7 @@ public final class TrainStep {
         int[] x = whole ? ids : Arrays.copyOfRange(ids, r0 * seq, (r0 + n) * seq);
         int[] y = whole ? targets : Arrays.copyOfRange(targets, r0 * seq, (r0 + n) * seq);
         double share = (double) n / batch;
-        List<State> s = before != null ? Trainer.adopt(tape, before.get(p)) : fresh(tape, p);
+        List<State> s = before != null ? adopt(tape, before.get(p)) : fresh(tape, p);
         if (!train) {
             tape.setTraining(false);
             double[] loss = new double[1];
@@ -165,7 +165,7 @@ public final class TrainStep {
                 loss[0] = tape.crossEntropy(o.logits(), tape.ids(y, shape)).item();
                 return o.state();
             });
-            next.set(p, Trainer.carry(tape, out));
+            next.set(p, carry(tape, out));
             return whole ? loss[0] : loss[0] * n / batch;
         }
         LanguageModel.Output o = model.forward(tape, tape.ids(x, shape), s);
@@ -176,7 +176,7 @@ public final class TrainStep {
             tape.backward(loss, tape.constant(new double[]{share}, loss.shape()));
         }
         double l = loss.item();
-        next.set(p, Trainer.carry(tape, o.state()));
+        next.set(p, carry(tape, o.state()));
         return whole ? l : l * n / batch;
     }
 
@@ -198,6 +198,23 @@ public final class TrainStep {
                         : tape.constant(Arrays.copyOfRange(v, r0 * perRow, (r0 + n) * perRow), z.shape()));
             }
             out.add(new State(ts));
+        }
+        return out;
+    }
+
+    /** Hands the state carried from the last window to {@code tape}, which frees it on close unless it is carried on. */
+    private static List<State> adopt(Tape tape, List<State> state) {
+        for (State s : state) {
+            s.tensors().forEach(tape::adopt);
+        }
+        return state;
+    }
+
+    /** Detaches the state from the graph and keeps its buffers past the tape. */
+    private static List<State> carry(Tape tape, List<State> state) {
+        List<State> out = new ArrayList<>(state.size());
+        for (State s : state) {
+            out.add(new State(s.tensors().stream().map(t -> (Tensor) tape.keep(tape.detach(t))).toList()));
         }
         return out;
     }

@@ -3,13 +3,10 @@ package dev.cellar.text;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.cellar.api.CellarException;
 import dev.cellar.api.Param;
-import dev.cellar.api.Tensor;
 import dev.cellar.api.spi.Backend;
-import dev.cellar.api.spi.State;
 import dev.cellar.autodiff.Clip;
 import dev.cellar.autodiff.Optimizer;
 import dev.cellar.autodiff.Optimizers;
-import dev.cellar.autodiff.Tape;
 
 import java.io.IOException;
 import java.io.Writer;
@@ -17,7 +14,6 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
-import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -129,23 +125,6 @@ public final class Trainer {
 
     public Optimizer optimizer() {
         return optimizer;
-    }
-
-    /** Hands the state carried from the last window to {@code tape}, which frees it on close unless it is carried on. */
-    static List<State> adopt(Tape tape, List<State> state) {
-        for (State s : state) {
-            s.tensors().forEach(tape::adopt);
-        }
-        return state;
-    }
-
-    /** Detaches the state from the graph and keeps its buffers past the tape. */
-    static List<State> carry(Tape tape, List<State> state) {
-        List<State> out = new ArrayList<>(state.size());
-        for (State s : state) {
-            out.add(new State(s.tensors().stream().map(t -> (Tensor) tape.keep(tape.detach(t))).toList()));
-        }
-        return out;
     }
 
     public Summary run() {

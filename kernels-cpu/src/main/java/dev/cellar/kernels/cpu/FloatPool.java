@@ -113,13 +113,9 @@ final class FloatPool {
     /** The free arrays of {@code length}, or null when there are none and {@code create} is false. */
     @SuppressWarnings("unchecked")
     private ArrayDeque<float[]> queue(int length, boolean create) {
-        int mask = lengths.length - 1;
-        int i = slot(length, mask);
-        while (lengths[i] != 0) {
-            if (lengths[i] == length) {
-                return (ArrayDeque<float[]>) queues[i];
-            }
-            i = (i + 1) & mask;
+        int i = indexOf(length);
+        if (lengths[i] == length) {
+            return (ArrayDeque<float[]>) queues[i];
         }
         if (!create) {
             return null;
@@ -135,9 +131,15 @@ final class FloatPool {
         return q;
     }
 
-    private static int slot(int length, int mask) {
+    /** The slot that holds {@code length}, or the empty one where it would go: linear probing from its hash. */
+    private int indexOf(int length) {
+        int mask = lengths.length - 1;
         int h = length * 0x9E3779B9;
-        return (h ^ (h >>> 16)) & mask;
+        int i = (h ^ (h >>> 16)) & mask;
+        while (lengths[i] != 0 && lengths[i] != length) {
+            i = (i + 1) & mask;
+        }
+        return i;
     }
 
     private void grow() {
@@ -145,13 +147,9 @@ final class FloatPool {
         ArrayDeque<?>[] oldQueues = queues;
         lengths = new int[oldLengths.length * 2];
         queues = new ArrayDeque<?>[oldLengths.length * 2];
-        int mask = lengths.length - 1;
         for (int j = 0; j < oldLengths.length; j++) {
             if (oldLengths[j] != 0) {
-                int i = slot(oldLengths[j], mask);
-                while (lengths[i] != 0) {
-                    i = (i + 1) & mask;
-                }
+                int i = indexOf(oldLengths[j]); // an empty slot: the lengths are distinct
                 lengths[i] = oldLengths[j];
                 queues[i] = oldQueues[j];
             }
