@@ -169,6 +169,7 @@ final class BenchCommand implements Callable<Integer> {
             o.put("step_s_median", median);
             o.put("step_s_min", sorted[0]);
             o.put("step_s_max", sorted[sorted.length - 1]);
+            o.put("step_s", times); // in order: shows how far the JIT had got
             o.put("train_tok_s", tokS);
             o.put("alloc_mb_per_step", allocPerStep < 0 ? null : allocPerStep / 1048576.0);
             o.put("gc_count_timed", gcCount);
