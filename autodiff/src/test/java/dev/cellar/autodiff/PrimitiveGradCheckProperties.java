@@ -242,6 +242,23 @@ class PrimitiveGradCheckProperties {
                 (o, in) -> o.embedding(in.get(0), in.get(1)));
     }
 
+    /** Over at least twice as many ids as the table has rows the tape takes the product over the table, then gathers. */
+    @Property(seed = "1", tries = TRIES)
+    void linearOfAnEmbeddingOverManyIds(@ForAll @IntRange(min = 1, max = 3) int vocab, @ForAll @IntRange(min = 1, max = 3) int dim,
+                                        @ForAll @IntRange(min = 1, max = 3) int out, @ForAll @IntRange(min = 0, max = 3) int extra,
+                                        @ForAll long seed) {
+        java.util.SplittableRandom r = new java.util.SplittableRandom(seed);
+        int n = 2 * vocab + extra;
+        int[] ids = new int[n];
+        for (int i = 0; i < n; i++) {
+            ids[i] = r.nextInt(vocab);
+        }
+        Shape t = Shape.of(vocab, dim), w = Shape.of(out, dim), b = Shape.of(out);
+        check(List.of(Input.of("table", t, values(t, seed, 0, 1, true)), Input.ids("ids", Shape.of(n), ids),
+                        Input.of("w", w, values(w, seed + 1, 0, 1, true)), Input.of("b", b, values(b, seed + 2, 0, 1, true))),
+                (o, in) -> o.linear(o.embedding(in.get(0), in.get(1)), in.get(2), in.get(3)));
+    }
+
     @Property(seed = "1", tries = TRIES)
     void where(@ForAll("shapes") Shape s, @ForAll long seed) {
         double[] cond = values(s, seed + 5, 0, 1, false);

@@ -116,6 +116,76 @@ class TapeTest {
     }
 
     /**
+     * linear(embedding(table, ids)) over 4 times as many ids as the table has rows is taken as the product over the
+     * table, then gathered: no matmul over the ids' rows, and the same output and gradients as the same layer on an
+     * input that is not an embedding's output (scaled by 1) to within rounding. Over fewer ids, the product stays per id.
+     */
+    @Test
+    void aLinearOfAnEmbeddingOverManyIdsIsTakenOverTheTable() {
+        int vocab = 3, in = 4, out = 5;
+        Run many = linearOfEmbedding(vocab, 12, in, out, false), plain = linearOfEmbedding(vocab, 12, in, out, true);
+        assertFalse(many.ms.contains(12), "a matmul over the 12 ids' rows: " + many.ms);
+        assertTrue(plain.ms.contains(12), "the plain layer takes its product over the ids: " + plain.ms);
+        for (int i = 0; i < 4; i++) {
+            double[] a = many.values[i], b = plain.values[i];
+            assertEquals(b.length, a.length);
+            for (int j = 0; j < a.length; j++) {
+                assertEquals(b[j], a[j], 1e-12, "output and gradients of table, w, b [" + i + "][" + j + "]");
+            }
+        }
+        assertTrue(linearOfEmbedding(8, 4, in, out, false).ms.contains(4), "4 ids of a table of 8: the product over the ids");
+    }
+
+    private record Run(java.util.List<Integer> ms, double[][] values) {
+    }
+
+    private static Run linearOfEmbedding(int vocab, int n, int in, int out, boolean plain) {
+        java.util.List<Integer> ms = new java.util.ArrayList<>();
+        dev.cellar.api.spi.Kernels ref = REF.kernels();
+        dev.cellar.api.spi.Kernels counting = (dev.cellar.api.spi.Kernels) java.lang.reflect.Proxy.newProxyInstance(
+                TapeTest.class.getClassLoader(), new Class<?>[]{dev.cellar.api.spi.Kernels.class}, (proxy, m, args) -> {
+                    if (m.getName().equals("matmul")) {
+                        ms.add(((dev.cellar.api.spi.MatmulSpec) args[0]).m());
+                    }
+                    try {
+                        return m.invoke(ref, args);
+                    } catch (java.lang.reflect.InvocationTargetException e) {
+                        throw e.getCause();
+                    }
+                });
+        dev.cellar.api.spi.Backend be = new dev.cellar.api.spi.Backend() {
+            public String id() {
+                return "counting";
+            }
+
+            public String description() {
+                return "cpu-reference, matmuls counted";
+            }
+
+            public dev.cellar.api.spi.Kernels kernels() {
+                return counting;
+            }
+
+            public void close() {
+            }
+        };
+        java.util.SplittableRandom r = new java.util.SplittableRandom(7);
+        int[] ids = r.ints(n, 0, vocab).toArray();
+        Param table = Params.of(be, DType.F64, "table", Shape.of(vocab, in), r.doubles(vocab * in, -1, 1).toArray());
+        Param w = Params.of(be, DType.F64, "w", Shape.of(out, in), r.doubles(out * in, -1, 1).toArray());
+        Param b = Params.of(be, DType.F64, "b", Shape.of(out), r.doubles(out, -1, 1).toArray());
+        double[] c = r.doubles(n * out, -1, 1).toArray();
+        double[] y;
+        try (Tape t = Tape.on(be, DType.F64, 0)) {
+            Tensor x = t.embedding(table, t.ids(ids, Shape.of(n)));
+            Tensor ty = t.linear(plain ? t.mul(x, 1.0) : x, w, b);
+            y = ty.toDoubles();
+            t.backward(t.sum(t.mul(ty, t.constant(c, Shape.of(n, out)))));
+        }
+        return new Run(ms, new double[][]{y, table.grad().toDoubles(), w.grad().toDoubles(), b.grad().toDoubles()});
+    }
+
+    /**
      * A recurrence's per-step linears gather their weight gradient into panels of about 512 rows: 3 rows a step over
      * 400 steps fills and empties a panel twice mid-pass. Same gradients as the same recurrence written with matmul, whose
      * weight gradient is taken at each step, including a second use of the weight over 5 rows and a bias that is not
