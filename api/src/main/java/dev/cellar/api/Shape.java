@@ -72,11 +72,18 @@ public final class Shape {
         return s;
     }
 
-    /** A copy with dimension {@code axis} replaced. */
+    /** This shape with dimension {@code axis} replaced (itself when the size is the same). */
     public Shape with(int axis, int size) {
+        int a = axis(axis);
+        if (dims[a] == size) {
+            return this;
+        }
+        if (size < 0) {
+            throw new ShapeException("negative dimension " + size + " for axis " + axis + " of " + this);
+        }
         int[] d = dims.clone();
-        d[axis(axis)] = size;
-        return of(d);
+        d[a] = size;
+        return new Shape(d);
     }
 
     /** A copy without dimension {@code axis}. */
@@ -85,11 +92,14 @@ public final class Shape {
         int[] d = new int[dims.length - 1];
         System.arraycopy(dims, 0, d, 0, a);
         System.arraycopy(dims, a + 1, d, a, dims.length - a - 1);
-        return of(d);
+        return d.length == 0 ? SCALAR : new Shape(d);
     }
 
     /** NumPy broadcasting of two shapes, or a ShapeException naming both. */
     public static Shape broadcast(Shape a, Shape b) {
+        if (a == b || Arrays.equals(a.dims, b.dims)) {
+            return a;
+        }
         int r = Math.max(a.rank(), b.rank());
         int[] out = new int[r];
         for (int i = 0; i < r; i++) {
@@ -101,7 +111,7 @@ public final class Shape {
             }
             out[i] = da == 1 ? db : da;
         }
-        return of(out);
+        return new Shape(out); // r > 0: a and b differ
     }
 
     /**
@@ -112,6 +122,9 @@ public final class Shape {
         int r = target.rank();
         if (rank() > r) {
             throw new ShapeException("cannot broadcast " + this + " to " + target);
+        }
+        if (Arrays.equals(dims, target.dims)) {
+            return strides();
         }
         int[] own = strides();
         int[] s = new int[r];

@@ -222,6 +222,13 @@ class PrimitiveGradCheckProperties {
         });
     }
 
+    /** stack along every axis of the result, the last one too: the tape's own stack, not the Ops default. */
+    @Property(seed = "1", tries = TRIES)
+    void stackAlongAnyAxis(@ForAll("shapes") Shape s, @ForAll @IntRange(min = 0, max = 3) int axis, @ForAll long seed) {
+        int a = axis % (s.rank() + 1);
+        unary(s, seed, 0, 2, true, (o, x) -> o.stack(a, List.of(o.tanh(x), o.mul(x, 3.0), x)));
+    }
+
     @Property(seed = "1", tries = TRIES)
     void expand(@ForAll("broadcastPairs") Shape[] s, @ForAll long seed) {
         Shape target = Shape.broadcast(s[0], s[1]);

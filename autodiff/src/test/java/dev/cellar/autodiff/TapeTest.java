@@ -202,6 +202,31 @@ class TapeTest {
         deferredMatchesPerStep(CPU, DType.F32, 16, 8, 64, 100, 2e-4);
     }
 
+    /** The tape's one-op stack gives what the Ops default (a reshape of each piece, then concat) gives, on every axis. */
+    @Test
+    void stackEqualsReshapesThenConcatAndRefusesMismatchedPieces() {
+        try (Tape t = Tape.on(REF, DType.F64, 0)) {
+            Tensor x = t.constant(new double[]{1, 2, 3, 4, 5, 6}, Shape.of(2, 3));
+            Tensor y = t.constant(new double[]{7, 8, 9, 10, 11, 12}, Shape.of(2, 3));
+            for (int a = -3; a < 3; a++) {
+                int ax = a < 0 ? a + 3 : a;
+                int[] one = {2, 3};
+                int[] d = new int[3];
+                for (int i = 0, j = 0; i < 3; i++) {
+                    d[i] = i == ax ? 1 : one[j++];
+                }
+                Tensor want = t.concat(ax, java.util.List.of(t.reshape(x, Shape.of(d)), t.reshape(y, Shape.of(d))));
+                Tensor got = t.stack(a, java.util.List.of(x, y));
+                assertEquals(want.shape(), got.shape(), "axis " + a);
+                assertArrayEquals(want.toDoubles(), got.toDoubles(), "axis " + a);
+            }
+            Tensor z = t.constant(new double[3], Shape.of(3));
+            ShapeException e = assertThrows(ShapeException.class, () -> t.stack(0, java.util.List.of(x, z)));
+            assertTrue(e.getMessage().contains("(3,)") && e.getMessage().contains("(2, 3)"), e.getMessage());
+            assertThrows(ShapeException.class, () -> t.stack(3, java.util.List.of(x, y)));
+        }
+    }
+
     /** A linear over no rows still has a (zero) weight gradient. */
     @Test
     void aLinearOverNoRowsGivesAZeroWeightGradient() {
