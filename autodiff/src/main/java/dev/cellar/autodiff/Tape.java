@@ -663,6 +663,9 @@ public final class Tape implements Ops, AutoCloseable {
         /** The product of the rows flushed so far, in {@link #flip}'s layout: each flush adds its GEMM into it. */
         Var acc;
         int filled;
+        private final int[] gst, xst;
+        private int addRows = -1;
+        private Shape gShape, xShape;
 
         WeightPanel(Var w, int rows, int in, int outF) {
             this.w = w;
@@ -670,6 +673,8 @@ public final class Tape implements Ops, AutoCloseable {
             this.outF = outF;
             this.capacity = panelRows(rows, in, outF); // at least two calls: the caller checks
             this.flip = flipWeightGrad(capacity, in, outF);
+            this.gst = new int[]{outF, 1};
+            this.xst = new int[]{in, 1};
         }
 
         void add(Var g, Var x, int rows) {
@@ -682,9 +687,13 @@ public final class Tape implements Ops, AutoCloseable {
                 gs.retained = true; // not a node's temporary: backward's early release must leave it alone
                 xs.retained = true;
             }
-            int[] gst = {outF, 1}, xst = {in, 1};
-            k.copy(g.storage, 0, gst, gs.storage, filled * outF, gst, Shape.of(rows, outF));
-            k.copy(x.storage, 0, xst, xs.storage, filled * in, xst, Shape.of(rows, in));
+            if (rows != addRows) { // one shape pair for a recurrence's calls, which all have the same rows
+                addRows = rows;
+                gShape = Shape.of(rows, outF);
+                xShape = Shape.of(rows, in);
+            }
+            k.copy(g.storage, 0, gst, gs.storage, filled * outF, gst, gShape);
+            k.copy(x.storage, 0, xst, xs.storage, filled * in, xst, xShape);
             filled += rows;
         }
 
@@ -1365,7 +1374,7 @@ public final class Tape implements Ops, AutoCloseable {
     }
 
     /** Storages of the gradients pending in backward, with how many of them refer to each. */
-    private final Map<Storage, int[]> gradRefs = new IdentityHashMap<>();
+    private final Map<Storage, Integer> gradRefs = new IdentityHashMap<>(); // small counts: cached Integers, no garbage
     private boolean inBackward;
 
     private static Var root(Var x) {
@@ -1376,13 +1385,17 @@ public final class Tape implements Ops, AutoCloseable {
     }
 
     private void ref(Var g) {
-        gradRefs.computeIfAbsent(g.storage, s -> new int[1])[0]++;
+        gradRefs.merge(g.storage, 1, Integer::sum);
     }
 
     private void unref(Var g) {
-        int[] n = gradRefs.get(g.storage);
-        if (n != null && --n[0] == 0) {
-            gradRefs.remove(g.storage);
+        Integer n = gradRefs.get(g.storage);
+        if (n != null) {
+            if (n == 1) {
+                gradRefs.remove(g.storage);
+            } else {
+                gradRefs.put(g.storage, n - 1);
+            }
         }
     }
 
