@@ -595,8 +595,9 @@ public final class Tape implements Ops, AutoCloseable {
         Var[] src = gathered.isEmpty() ? null : gathered.get(x);
         if (src != null && src[0].storage != null && src[1].storage != null) {
             // x = table[ids], so x W^T + b = (table W^T + b)[ids]: the product over the table's V rows instead of the
-            // ids' R (a character-level model's first layer: 65 rows instead of 6,400, in forward and in backward),
-            // and the gradients follow from the two ops as recorded
+            // ids' R (a character-level model's first layer: 65 rows instead of 6,400 for a batch of 64 x 100, or 3,200
+            // on each of two replicas' tapes, in forward and in backward), and the gradients follow from the two ops
+            // as recorded
             return embedding(linear(src[0], w, tbias), src[1]);
         }
         int in = w.shape.dim(1), outF = w.shape.dim(0), rows = x.size() / Math.max(1, in);

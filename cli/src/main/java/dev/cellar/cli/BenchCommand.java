@@ -182,7 +182,7 @@ final class BenchCommand implements Callable<Integer> {
             } else {
                 io.out().printf("%s %dx%d (%,d params) on %s%s: train %,.0f tok/s (median step %.1f ms over %d; min %.1f, max %.1f)",
                         cell, layers, hidden, m.parameterCount(), be.description(),
-                        step.parts() > 1 ? ", batch split over " + step.parts() + " replicas" : "", tokS, median * 1e3, steps, sorted[0] * 1e3,
+                        TrainStep.splitNote(step.parts()), tokS, median * 1e3, steps, sorted[0] * 1e3,
                         sorted[sorted.length - 1] * 1e3);
                 io.out().print(sample > 0 ? String.format(", generate %.3f ms/token (median of %d)", msPerToken, sampleReps) : "");
                 io.out().printf("; %s%d garbage collections (%d ms) in the timed steps%s%n",

@@ -11,6 +11,7 @@ import dev.cellar.text.LanguageModel;
 import dev.cellar.text.ModelConfig;
 import dev.cellar.text.Tokenizer;
 import dev.cellar.text.Tokenizers;
+import dev.cellar.text.TrainStep;
 import dev.cellar.text.Trainer;
 import jakarta.inject.Inject;
 import me.tongfei.progressbar.ConsoleProgressBarConsumer;
@@ -206,7 +207,7 @@ final class TrainCommand implements Callable<Integer> {
             io.err().printf("training %s %dx%d (%,d params) on %s: %,d train / %,d validation tokens, vocabulary %d (%s), backend %s%s%n",
                     model.config().cell(), model.config().layers(), model.config().hidden(), model.parameterCount(), data,
                     split[0].length, split[1].length, tok.vocabSize(), tok.kind(), be.description(),
-                    trainer.dataParallelParts() > 1 ? ", batch split over " + trainer.dataParallelParts() + " replicas" : "");
+                    TrainStep.splitNote(trainer.dataParallelParts()));
             CountDownLatch done = new CountDownLatch(1);
             Thread hook = stopHook(trainer, done);
             Runtime.getRuntime().addShutdownHook(hook);

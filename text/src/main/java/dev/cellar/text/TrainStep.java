@@ -80,6 +80,11 @@ public final class TrainStep {
         return rows.length - 1;
     }
 
+    /** ", batch split over N replicas" for a line about a run with {@code parts} replicas; empty for one. */
+    public static String splitNote(int parts) {
+        return parts > 1 ? ", batch split over " + parts + " replicas" : "";
+    }
+
     /**
      * Forward and backward over one window of {@code ids} and {@code targets} (batch x seq, row-major). Returns the
      * mean loss over the batch. {@code seed} drives dropout.
