@@ -122,6 +122,16 @@ public interface Ops {
     /** Elements [start, end) along {@code axis}. */
     Tensor slice(Tensor x, int axis, int start, int end);
 
+    /**
+     * Element {@code index} along {@code axis}, without that axis (PyTorch's {@code select}, {@code x[:, i]}): a
+     * recurrence's time step {@code select(xs, 1, t)} of (B, T, D) is (B, D). One op on the tape, where a slice and a
+     * reshape are two.
+     */
+    default Tensor select(Tensor x, int axis, int index) {
+        int a = x.shape().axis(axis);
+        return reshape(slice(x, a, index, index + 1), x.shape().without(a));
+    }
+
     Tensor concat(int axis, List<Tensor> xs);
 
     default Tensor concat(int axis, Tensor... xs) {

@@ -855,6 +855,25 @@ public final class Tape implements Ops, AutoCloseable {
     }
 
     @Override
+    public Tensor select(Tensor t, int axis, int index) {
+        Var x = v(t);
+        int a = x.shape.axis(axis);
+        int len = x.shape.dim(a);
+        if (index < 0 || index >= len) {
+            throw new ShapeException("select index " + index + " out of range for axis " + a + " of " + x.shape);
+        }
+        Shape os = x.shape.without(a);
+        int[] st = x.shape.strides();
+        int[] rs = new int[st.length - 1]; // the selected elements within x: its strides without the axis
+        for (int i = 0; i < rs.length; i++) {
+            rs[i] = st[i < a ? i : i + 1];
+        }
+        Var out = allocFull(os, x.dtype);
+        k.copy(x.storage, index * st[a], rs, out.storage, 0, os.strides(), os);
+        return record(out, g -> new Var[]{new Var.Partial(g, index * st[a], rs)}, x); // added in place, as slice's
+    }
+
+    @Override
     public Tensor concat(int axis, List<Tensor> ts) {
         if (ts.isEmpty()) {
             throw new ShapeException("concat of no tensors");

@@ -222,6 +222,14 @@ class PrimitiveGradCheckProperties {
         });
     }
 
+    /** select at any index of any axis, twice from one input (two regions of one gradient, added in place). */
+    @Property(seed = "1", tries = TRIES)
+    void selectAnyAxis(@ForAll("shapes") Shape s, @ForAll @IntRange(min = 0, max = 2) int axis, @ForAll long seed) {
+        int a = axis % s.rank();
+        int last = s.dim(a) - 1;
+        unary(s, seed, 0, 2, true, (o, x) -> o.add(o.tanh(o.select(x, a, last)), o.mul(o.select(x, a, last / 2), 3.0)));
+    }
+
     /** stack along every axis of the result, the last one too: the tape's own stack, not the Ops default. */
     @Property(seed = "1", tries = TRIES)
     void stackAlongAnyAxis(@ForAll("shapes") Shape s, @ForAll @IntRange(min = 0, max = 3) int axis, @ForAll long seed) {

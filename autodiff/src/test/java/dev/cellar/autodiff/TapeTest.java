@@ -202,6 +202,31 @@ class TapeTest {
         deferredMatchesPerStep(CPU, DType.F32, 16, 8, 64, 100, 2e-4);
     }
 
+    /** select gives what a slice and a reshape give, on every axis, and names the index and shape it refuses. */
+    @Test
+    void selectEqualsSliceThenReshapeAndRefusesAnIndexOutOfRange() {
+        try (Tape t = Tape.on(REF, DType.F64, 0)) {
+            double[] v = new double[24];
+            for (int i = 0; i < v.length; i++) {
+                v[i] = i;
+            }
+            Tensor x = t.constant(v, Shape.of(2, 3, 4));
+            for (int a = -3; a < 3; a++) {
+                int ax = a < 0 ? a + 3 : a;
+                for (int i = 0; i < x.shape().dim(ax); i++) {
+                    Tensor want = t.reshape(t.slice(x, ax, i, i + 1), x.shape().without(ax));
+                    Tensor got = t.select(x, a, i);
+                    assertEquals(want.shape(), got.shape(), "axis " + a + " index " + i);
+                    assertArrayEquals(want.toDoubles(), got.toDoubles(), "axis " + a + " index " + i);
+                }
+            }
+            ShapeException e = assertThrows(ShapeException.class, () -> t.select(x, 1, 3));
+            assertTrue(e.getMessage().contains("index 3") && e.getMessage().contains("(2, 3, 4)"), e.getMessage());
+            assertThrows(ShapeException.class, () -> t.select(x, 1, -1));
+            assertThrows(ShapeException.class, () -> t.select(x, 3, 0));
+        }
+    }
+
     /** The tape's one-op stack gives what the Ops default (a reshape of each piece, then concat) gives, on every axis. */
     @Test
     void stackEqualsReshapesThenConcatAndRefusesMismatchedPieces() {

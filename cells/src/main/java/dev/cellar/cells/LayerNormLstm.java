@@ -87,11 +87,11 @@ public final class LayerNormLstm implements CellProvider {
 
             @Override
             public Step sequence(Ops ops, Tensor xs, State s) {
-                int b = xs.dim(0), t = xs.dim(1);
+                int t = xs.dim(1);
                 Tensor xp = ops.layerNorm(ops.linear(xs, wIh, null), gIh, bIh, EPS);          // (B, T, 4H): one GEMM
                 List<Tensor> outs = new ArrayList<>(t);
                 for (int i = 0; i < t; i++) {
-                    Step st = recur(ops, ops.reshape(ops.slice(xp, 1, i, i + 1), b, 4 * h), s); // (B, 4H)
+                    Step st = recur(ops, ops.select(xp, 1, i), s); // (B, 4H)
                     outs.add(st.out());
                     s = st.next();
                 }

@@ -71,13 +71,12 @@ public final class MinGru implements CellProvider {
 
             @Override
             public Step sequence(Ops ops, Tensor xs, State s) {
-                int bsz = xs.dim(0), t = xs.dim(1);
+                int t = xs.dim(1);
                 List<Tensor> p = ops.split(ops.linear(xs, w, b), 2, h, h); // 2 x (B, T, H): one GEMM
                 List<Tensor> outs = new ArrayList<>(t);
                 Tensor hPrev = s.get(0);
                 for (int i = 0; i < t; i++) {
-                    hPrev = scan(ops, ops.reshape(ops.slice(p.get(0), 1, i, i + 1), bsz, h),
-                            ops.reshape(ops.slice(p.get(1), 1, i, i + 1), bsz, h), hPrev);
+                    hPrev = scan(ops, ops.select(p.get(0), 1, i), ops.select(p.get(1), 1, i), hPrev);
                     outs.add(hPrev);
                 }
                 return new Step(ops.stack(1, outs), State.of(hPrev)); // (B, T, H)

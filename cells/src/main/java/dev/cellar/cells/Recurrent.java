@@ -86,13 +86,12 @@ abstract class Recurrent implements Cell {
 
     @Override
     public Step sequence(Ops ops, Tensor xs, State state) {
-        int b = xs.dim(0), t = xs.dim(1);
+        int t = xs.dim(1);
         Tensor xp = ops.linear(xs, wIh, inputBias(ops)); // (B, T, G*H): one GEMM for the window
-        int g = xp.dim(2);
         List<Tensor> outs = new ArrayList<>(t);
         State s = state;
         for (int i = 0; i < t; i++) {
-            Step st = recur(ops, ops.reshape(ops.slice(xp, 1, i, i + 1), b, g), s); // (B, G*H)
+            Step st = recur(ops, ops.select(xp, 1, i), s); // (B, G*H)
             outs.add(st.out());
             s = st.next();
         }

@@ -177,7 +177,7 @@ public final class MemorySpanProbe {
                 tape.noGrad(() -> {
                     Tensor in = model.embed(tape, tape.ids(x, Shape.of(n, k)));             // (n, k, H)
                     Tensor top = model.encode(tape, in, model.initialState(tape, n)).out(); // (n, k, H')
-                    Tensor last = tape.reshape(tape.slice(top, 1, k - 1, k), n, top.dim(2)); // (n, H')
+                    Tensor last = tape.select(top, 1, k - 1); // (n, H')
                     float[] logits = model.head(tape, last).toFloats();                     // (n, V)
                     int v = logits.length / n;
                     for (int r = 0; r < n; r++) {
@@ -208,7 +208,7 @@ public final class MemorySpanProbe {
                 Shape shape = e.shape();                                                     // (n, full, H)
                 Tensor leaf = tape.leaf(e.toDoubles(), shape);
                 Tensor top = model.encode(tape, leaf, model.initialState(tape, n)).out();    // (n, full, H')
-                Tensor last = tape.reshape(tape.slice(top, 1, full - 1, full), n, top.dim(2)); // (n, H')
+                Tensor last = tape.select(top, 1, full - 1); // (n, H')
                 Tensor loss = tape.crossEntropy(model.head(tape, last), tape.ids(y, Shape.of(n))); // mean over rows
                 tape.backward(loss);
                 double[] g = tape.grad(leaf).toDoubles();

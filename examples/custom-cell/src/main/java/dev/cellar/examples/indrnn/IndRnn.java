@@ -69,11 +69,11 @@ public final class IndRnn implements CellProvider {
 
             @Override
             public Step sequence(Ops ops, Tensor xs, State s) {
-                int bsz = xs.dim(0), t = xs.dim(1);
+                int t = xs.dim(1);
                 Tensor xp = ops.linear(xs, w, b); // (B, T, H): the input projection for the whole window in one GEMM
                 List<Tensor> outs = new ArrayList<>(t);
                 for (int i = 0; i < t; i++) {
-                    Step st = recur(ops, ops.reshape(ops.slice(xp, 1, i, i + 1), bsz, h), s); // (B, H)
+                    Step st = recur(ops, ops.select(xp, 1, i), s); // (B, H)
                     outs.add(st.out());
                     s = st.next();
                 }
