@@ -885,7 +885,7 @@ final class CpuKernels extends ReferenceKernels {
     /**
      * {@code body} over [0, n) in up to one part per thread, each bound a multiple of {@code grain} (or n). The parts go
      * to the pool as {@link Part}s and this thread runs the first itself, with no lambda of split's own in between: every call level
-     * here is one less for the kernel's own vector code to fit under C2's inlining depth (see VectorPointwise.activate).
+     * here is one less for the kernel's own vector code to fit under C2's inlining depth (see VectorPointwise.expVectors).
      */
     private void split(int n, int grain, long cost, RowRange body) {
         int units = (int) (((long) n + grain - 1) / grain);

@@ -54,32 +54,55 @@ final class VectorGemm implements Gemm {
         }
     }
 
-    /** C[0..m, 0..W) (row stride ldc, from cOff) (+)= A rows times one packed panel of B starting at {@code base}. */
+    /** Rows of A a block that accumulates takes at a time, through a scratch tile of ACC_ROWS x W. */
+    private static final int ACC_ROWS = 64;
+
+    /**
+     * C[0..m, 0..W) (row stride ldc, from cOff) (+)= A rows times one packed panel of B starting at {@code base}.
+     * The micro-kernels only store: an accumulating block adds their tile here. A branch on accumulation inside them
+     * was pruned by C2 while no GEMM accumulated, and the first one that did (a weight-gradient panel) deoptimized
+     * rows8; its recompilation sometimes lost the Vector API intrinsics, and every later GEMM boxed its vectors.
+     */
     private static void block(float[] a, int aOff, int ars, int acs, float[] bp, int base, float[] c, int cOff, int ldc,
                               int m, int k, boolean acc) {
+        if (acc) {
+            float[] t = scratch(ACC, ACC_ROWS * W);
+            for (int i0 = 0; i0 < m; i0 += ACC_ROWS) {
+                int rows = Math.min(ACC_ROWS, m - i0);
+                block(a, aOff + i0 * ars, ars, acs, bp, base, t, 0, W, rows, k, false);
+                for (int i = 0; i < rows; i++) {
+                    int o = cOff + (i0 + i) * ldc;
+                    for (int j = 0; j < W; j++) {
+                        c[o + j] += t[i * W + j];
+                    }
+                }
+            }
+            return;
+        }
         int i = 0;
         if (EIGHT_ROWS) {
             for (; i + 8 <= m; i += 8) {
-                rows8(a, aOff + i * ars, ars, acs, bp, base, c, cOff + i * ldc, ldc, k, acc);
+                rows8(a, aOff + i * ars, ars, acs, bp, base, c, cOff + i * ldc, ldc, k);
             }
         } else if (m >= 8) {
             for (; i + 4 <= m; i += 4) {
-                rows4(a, aOff + i * ars, ars, acs, bp, base, c, cOff + i * ldc, ldc, k, acc);
+                rows4(a, aOff + i * ars, ars, acs, bp, base, c, cOff + i * ldc, ldc, k);
             }
         }
         if (m >= 8 && i < m) { // fewer rows left than the kernel takes
-            padded(a, aOff + i * ars, ars, acs, bp, base, c, cOff + i * ldc, ldc, m - i, k, acc);
+            padded(a, aOff + i * ars, ars, acs, bp, base, c, cOff + i * ldc, ldc, m - i, k);
             return;
         }
         for (; i + 4 <= m; i += 4) {
-            rows4(a, aOff + i * ars, ars, acs, bp, base, c, cOff + i * ldc, ldc, k, acc);
+            rows4(a, aOff + i * ars, ars, acs, bp, base, c, cOff + i * ldc, ldc, k);
         }
         for (; i < m; i++) {
-            row1(a, aOff + i * ars, acs, bp, base, c, cOff + i * ldc, k, acc);
+            row1(a, aOff + i * ars, acs, bp, base, c, cOff + i * ldc, k);
         }
     }
 
-    private static final ThreadLocal<float[]> TMP = new ThreadLocal<>(), PAD_A = new ThreadLocal<>(), PAD_C = new ThreadLocal<>();
+    private static final ThreadLocal<float[]> TMP = new ThreadLocal<>(), PAD_A = new ThreadLocal<>(), PAD_C = new ThreadLocal<>(),
+            ACC = new ThreadLocal<>();
 
     /** This thread's scratch array of at least {@code size} floats (old contents). */
     private static float[] scratch(ThreadLocal<float[]> slot, int size) {
@@ -98,7 +121,7 @@ final class VectorGemm implements Gemm {
      * while the many-row kernels always are. Batch-1 generation (m < 8) keeps row1, where it is hot.
      */
     private static void padded(float[] a, int a0, int ars, int acs, float[] bp, int base, float[] c, int cOff, int ldc,
-                               int r, int k, boolean acc) {
+                               int r, int k) {
         int rows = EIGHT_ROWS ? 8 : 4; // r < rows
         float[] pa = scratch(PAD_A, k * rows), pc = scratch(PAD_C, rows * W);
         for (int q = 0; q < k; q++) {
@@ -108,14 +131,14 @@ final class VectorGemm implements Gemm {
             }
         }
         if (EIGHT_ROWS) {
-            rows8(pa, 0, 1, rows, bp, base, pc, 0, W, k, false);
+            rows8(pa, 0, 1, rows, bp, base, pc, 0, W, k);
         } else {
-            rows4(pa, 0, 1, rows, bp, base, pc, 0, W, k, false);
+            rows4(pa, 0, 1, rows, bp, base, pc, 0, W, k);
         }
         for (int i = 0; i < r; i++) {
             int o = cOff + i * ldc;
             for (int j = 0; j < W; j++) {
-                c[o + j] = acc ? c[o + j] + pc[i * W + j] : pc[i * W + j];
+                c[o + j] = pc[i * W + j];
             }
         }
     }
@@ -124,23 +147,18 @@ final class VectorGemm implements Gemm {
     // generation after training) does not deoptimize the others back into the interpreter. Each stores its own
     // accumulators: a helper taking them as arguments was left out of line once rows8's compilation reached C2's
     // NodeCountInliningCutoff (seen in -XX:+PrintInlining), and then every call boxed two vectors.
-    private static void row1(float[] a, int ai, int acs, float[] bp, int bo, float[] c, int co, int k, boolean acc) {
+    private static void row1(float[] a, int ai, int acs, float[] bp, int bo, float[] c, int co, int k) {
         FloatVector c0 = FloatVector.zero(S), c1 = FloatVector.zero(S);
         for (int q = 0; q < k; q++, bo += W, ai += acs) {
             FloatVector x = FloatVector.broadcast(S, a[ai]);
             c0 = x.fma(FloatVector.fromArray(S, bp, bo), c0);
             c1 = x.fma(FloatVector.fromArray(S, bp, bo + L), c1);
         }
-        if (acc) {
-            c0 = c0.add(FloatVector.fromArray(S, c, co));
-            c1 = c1.add(FloatVector.fromArray(S, c, co + L));
-        }
         c0.intoArray(c, co);
         c1.intoArray(c, co + L);
     }
 
-    private static void rows8(float[] a, int a0, int ars, int acs, float[] bp, int bo, float[] c, int co, int ldc, int k,
-                              boolean acc) {
+    private static void rows8(float[] a, int a0, int ars, int acs, float[] bp, int bo, float[] c, int co, int ldc, int k) {
         FloatVector c00 = FloatVector.zero(S), c01 = FloatVector.zero(S);
         FloatVector c10 = FloatVector.zero(S), c11 = FloatVector.zero(S);
         FloatVector c20 = FloatVector.zero(S), c21 = FloatVector.zero(S);
@@ -177,24 +195,6 @@ final class VectorGemm implements Gemm {
             c70 = x7.fma(b0, c70);
             c71 = x7.fma(b1, c71);
         }
-        if (acc) {
-            c00 = c00.add(FloatVector.fromArray(S, c, co));
-            c01 = c01.add(FloatVector.fromArray(S, c, co + L));
-            c10 = c10.add(FloatVector.fromArray(S, c, co + ldc));
-            c11 = c11.add(FloatVector.fromArray(S, c, co + ldc + L));
-            c20 = c20.add(FloatVector.fromArray(S, c, co + 2 * ldc));
-            c21 = c21.add(FloatVector.fromArray(S, c, co + 2 * ldc + L));
-            c30 = c30.add(FloatVector.fromArray(S, c, co + 3 * ldc));
-            c31 = c31.add(FloatVector.fromArray(S, c, co + 3 * ldc + L));
-            c40 = c40.add(FloatVector.fromArray(S, c, co + 4 * ldc));
-            c41 = c41.add(FloatVector.fromArray(S, c, co + 4 * ldc + L));
-            c50 = c50.add(FloatVector.fromArray(S, c, co + 5 * ldc));
-            c51 = c51.add(FloatVector.fromArray(S, c, co + 5 * ldc + L));
-            c60 = c60.add(FloatVector.fromArray(S, c, co + 6 * ldc));
-            c61 = c61.add(FloatVector.fromArray(S, c, co + 6 * ldc + L));
-            c70 = c70.add(FloatVector.fromArray(S, c, co + 7 * ldc));
-            c71 = c71.add(FloatVector.fromArray(S, c, co + 7 * ldc + L));
-        }
         c00.intoArray(c, co);
         c01.intoArray(c, co + L);
         c10.intoArray(c, co + ldc);
@@ -213,8 +213,7 @@ final class VectorGemm implements Gemm {
         c71.intoArray(c, co + 7 * ldc + L);
     }
 
-    private static void rows4(float[] a, int a0, int ars, int acs, float[] bp, int bo, float[] c, int co, int ldc, int k,
-                              boolean acc) {
+    private static void rows4(float[] a, int a0, int ars, int acs, float[] bp, int bo, float[] c, int co, int ldc, int k) {
         FloatVector c00 = FloatVector.zero(S), c01 = FloatVector.zero(S);
         FloatVector c10 = FloatVector.zero(S), c11 = FloatVector.zero(S);
         FloatVector c20 = FloatVector.zero(S), c21 = FloatVector.zero(S);
@@ -234,16 +233,6 @@ final class VectorGemm implements Gemm {
             x = FloatVector.broadcast(S, a[a0 + 3 * ars]);
             c30 = x.fma(b0, c30);
             c31 = x.fma(b1, c31);
-        }
-        if (acc) {
-            c00 = c00.add(FloatVector.fromArray(S, c, co));
-            c01 = c01.add(FloatVector.fromArray(S, c, co + L));
-            c10 = c10.add(FloatVector.fromArray(S, c, co + ldc));
-            c11 = c11.add(FloatVector.fromArray(S, c, co + ldc + L));
-            c20 = c20.add(FloatVector.fromArray(S, c, co + 2 * ldc));
-            c21 = c21.add(FloatVector.fromArray(S, c, co + 2 * ldc + L));
-            c30 = c30.add(FloatVector.fromArray(S, c, co + 3 * ldc));
-            c31 = c31.add(FloatVector.fromArray(S, c, co + 3 * ldc + L));
         }
         c00.intoArray(c, co);
         c01.intoArray(c, co + L);

@@ -12,7 +12,7 @@ import jdk.incubator.vector.VectorSpecies;
  * used to differ from run to run. sigmoid and tanh are rational functions of it. Sums across lanes go lane by lane in a
  * fixed order.
  *
- * <p>No vector crosses a method boundary: the activations are loops over arrays ({@link #activate}), and the fused
+ * <p>No vector crosses a method boundary: the activations are loops over arrays ({@link #expVectors} and its two siblings), and the fused
  * steps run them row by row into a per-thread scratch row, then combine. (A helper returning a vector is not always
  * inlined by C2 on JDK 17 once compiled on its own, and then every vector is boxed.)
  * Tails shorter than a vector use the same formulas in scalar floats, so every element gets the same value wherever
@@ -48,51 +48,52 @@ final class VectorPointwise implements Pointwise {
 
     // ---------------------------------------------------------------- the three activations
 
-    private static final int EXP = 0, SIGMOID = 1, TANH = 2;
-
     /** o[oOff + k] = e^a[aOff + k] for k in [0, n); in place when the ranges coincide. */
     static void expTo(float[] a, int aOff, float[] o, int oOff, int n) {
-        activate(EXP, a, aOff, o, oOff, n);
+        expVectors(a, aOff, o, oOff, n);
+        for (int k = n - n % L; k < n; k++) {
+            o[oOff + k] = exp(a[aOff + k]);
+        }
     }
 
     /** o = 1 / (1 + e^-a) over [0, n). */
     static void sigmoidTo(float[] a, int aOff, float[] o, int oOff, int n) {
-        activate(SIGMOID, a, aOff, o, oOff, n);
+        sigmoidVectors(a, aOff, o, oOff, n);
+        for (int k = n - n % L; k < n; k++) {
+            o[oOff + k] = 1f / (exp(-a[aOff + k]) + 1f);
+        }
     }
 
     /** o = tanh(a) = 1 - 2 / (e^2a + 1) over [0, n): exact limits, absolute error a few 1e-8. */
     static void tanhTo(float[] a, int aOff, float[] o, int oOff, int n) {
-        activate(TANH, a, aOff, o, oOff, n);
+        tanhVectors(a, aOff, o, oOff, n);
+        for (int k = n - n % L; k < n; k++) {
+            o[oOff + k] = 1f - 2f / (exp(a[aOff + k] * 2f) + 1f);
+        }
     }
 
-    /**
-     * The three activations in one method: its bytecode is longer than C2's FreqInlineSize (325 bytes), so C2
-     * compiles it at the top of a compilation of its own, never at the bottom of a worker's chain of tasks and lambdas
-     * where its inlining budget is spent. VectorPointwiseShapeTest checks the length.
+    /*
+     * The activations over the whole vectors of [0, n); the tail shorter than a vector is the callers' above, in the
+     * same formulas in scalar floats. One method per activation, each with no branch but its loops': a branch on the
+     * activation, or on a tail, that C2 had not seen taken when it compiled the kernel deoptimized it the first time
+     * one came by (tanh after sigmoid, the 65 columns of a character vocabulary), and its recompilation sometimes lost
+     * the Vector API intrinsics, every later call boxing its vectors (about 100 MB of garbage per RNN training step,
+     * half the speed; 3 of 12 runs of one build). Each method's bytecode is longer than C2's FreqInlineSize (325
+     * bytes), so C2 compiles it at the top of a compilation of its own, never at the bottom of a worker's chain of
+     * tasks and lambdas where its inlining budget is spent. VectorPointwiseShapeTest checks the lengths.
      *
-     * <p>e^x: x = m ln 2 + r with m = round(x log2 e), e^r by a degree-6 polynomial, times 2^m built in the exponent
+     * e^x: x = m ln 2 + r with m = round(x log2 e), e^r by a degree-6 polynomial, times 2^m built in the exponent
      * bits of two factors 2^(m/2) 2^(m - m/2), so that overflow gives infinity and underflow goes gradually to 0, to a
      * few ulps. NaN stays NaN. sigmoid takes it at -x and tanh at 2x.
      */
-    static void activate(int fn, float[] a, int aOff, float[] o, int oOff, int n) {
+
+    static void expVectors(float[] a, int aOff, float[] o, int oOff, int n) {
         int nv = n - n % L;
-        if (fn == SIGMOID) { // the exponent's argument, into o: -x (a sign flip, NaN's sign too), or 2x
-            for (int k = 0; k < nv; k += L) {
-                FloatVector.fromArray(S, a, aOff + k).neg().intoArray(o, oOff + k);
-            }
-            for (int k = nv; k < n; k++) {
-                o[oOff + k] = -a[aOff + k];
-            }
-        } else if (fn == TANH) {
-            for (int k = 0; k < nv; k += L) {
-                FloatVector.fromArray(S, a, aOff + k).mul(2f).intoArray(o, oOff + k);
-            }
-            for (int k = nv; k < n; k++) {
-                o[oOff + k] = a[aOff + k] * 2f;
-            }
+        for (int k = 0; k < nv; k += L) { // the exponent's argument, into o: x clamped (the main loop clamps again)
+            FloatVector.fromArray(S, a, aOff + k).max(EXP_LO).min(EXP_HI).intoArray(o, oOff + k);
         }
-        float[] x = fn == EXP ? a : o; // the exponent's argument: a itself, or what the first pass put in o
-        int xOff = fn == EXP ? aOff : oOff;
+        float[] x = o;
+        int xOff = oOff;
         for (int k = 0; k < nv; k += L) {
             FloatVector c = FloatVector.fromArray(S, x, xOff + k).max(EXP_LO).min(EXP_HI);
             FloatVector shifted = c.mul(1.44269504088896341f).add(ROUND);
@@ -106,28 +107,60 @@ final class VectorPointwise implements Pointwise {
             FloatVector p2 = (FloatVector) m.sub(half).add(127).lanewise(VectorOperators.LSHL, 23).reinterpretShape(S, 0);
             y.mul(p1).mul(p2).intoArray(o, oOff + k); // above EXP_HI at least 2^128: infinity
         }
-        for (int k = nv; k < n; k++) {
-            o[oOff + k] = exp(x[xOff + k]);
+    }
+
+    static void sigmoidVectors(float[] a, int aOff, float[] o, int oOff, int n) {
+        int nv = n - n % L;
+        for (int k = 0; k < nv; k += L) { // the exponent's argument, into o: -x (a sign flip, NaN's sign too)
+            FloatVector.fromArray(S, a, aOff + k).neg().intoArray(o, oOff + k);
         }
-        if (fn == SIGMOID) {
-            for (int k = 0; k < nv; k += L) {
-                FloatVector.broadcast(S, 1f).div(FloatVector.fromArray(S, o, oOff + k).add(1f)).intoArray(o, oOff + k);
-            }
-            for (int k = nv; k < n; k++) {
-                o[oOff + k] = 1f / (o[oOff + k] + 1f);
-            }
-        } else if (fn == TANH) {
-            for (int k = 0; k < nv; k += L) {
-                FloatVector two = FloatVector.broadcast(S, 2f);
-                FloatVector.broadcast(S, 1f).sub(two.div(FloatVector.fromArray(S, o, oOff + k).add(1f))).intoArray(o, oOff + k);
-            }
-            for (int k = nv; k < n; k++) {
-                o[oOff + k] = 1f - 2f / (o[oOff + k] + 1f);
-            }
+        float[] x = o;
+        int xOff = oOff;
+        for (int k = 0; k < nv; k += L) {
+            FloatVector c = FloatVector.fromArray(S, x, xOff + k).max(EXP_LO).min(EXP_HI);
+            FloatVector shifted = c.mul(1.44269504088896341f).add(ROUND);
+            FloatVector mf = shifted.sub(ROUND);
+            FloatVector r = c.sub(mf.mul(0.693359375f)).sub(mf.mul(-2.12194440e-4f));
+            FloatVector y = r.mul(1.9875691500e-4f).add(1.3981999507e-3f).mul(r).add(8.3334519073e-3f).mul(r)
+                    .add(4.1665795894e-2f).mul(r).add(1.6666665459e-1f).mul(r).add(5.0000001201e-1f).mul(r.mul(r)).add(r).add(1f);
+            IntVector m = ((IntVector) shifted.reinterpretShape(IS, 0)).sub(ROUND_BITS);
+            IntVector half = m.lanewise(VectorOperators.ASHR, 1);
+            FloatVector p1 = (FloatVector) half.add(127).lanewise(VectorOperators.LSHL, 23).reinterpretShape(S, 0);
+            FloatVector p2 = (FloatVector) m.sub(half).add(127).lanewise(VectorOperators.LSHL, 23).reinterpretShape(S, 0);
+            y.mul(p1).mul(p2).intoArray(o, oOff + k); // above EXP_HI at least 2^128: infinity
+        }
+        for (int k = 0; k < nv; k += L) {
+            FloatVector.broadcast(S, 1f).div(FloatVector.fromArray(S, o, oOff + k).add(1f)).intoArray(o, oOff + k);
         }
     }
 
-    /** The same formula as {@link #activate}'s exponential, one float. */
+    static void tanhVectors(float[] a, int aOff, float[] o, int oOff, int n) {
+        int nv = n - n % L;
+        for (int k = 0; k < nv; k += L) { // the exponent's argument, into o: 2x
+            FloatVector.fromArray(S, a, aOff + k).mul(2f).intoArray(o, oOff + k);
+        }
+        float[] x = o;
+        int xOff = oOff;
+        for (int k = 0; k < nv; k += L) {
+            FloatVector c = FloatVector.fromArray(S, x, xOff + k).max(EXP_LO).min(EXP_HI);
+            FloatVector shifted = c.mul(1.44269504088896341f).add(ROUND);
+            FloatVector mf = shifted.sub(ROUND);
+            FloatVector r = c.sub(mf.mul(0.693359375f)).sub(mf.mul(-2.12194440e-4f));
+            FloatVector y = r.mul(1.9875691500e-4f).add(1.3981999507e-3f).mul(r).add(8.3334519073e-3f).mul(r)
+                    .add(4.1665795894e-2f).mul(r).add(1.6666665459e-1f).mul(r).add(5.0000001201e-1f).mul(r.mul(r)).add(r).add(1f);
+            IntVector m = ((IntVector) shifted.reinterpretShape(IS, 0)).sub(ROUND_BITS);
+            IntVector half = m.lanewise(VectorOperators.ASHR, 1);
+            FloatVector p1 = (FloatVector) half.add(127).lanewise(VectorOperators.LSHL, 23).reinterpretShape(S, 0);
+            FloatVector p2 = (FloatVector) m.sub(half).add(127).lanewise(VectorOperators.LSHL, 23).reinterpretShape(S, 0);
+            y.mul(p1).mul(p2).intoArray(o, oOff + k); // above EXP_HI at least 2^128: infinity
+        }
+        for (int k = 0; k < nv; k += L) {
+            FloatVector two = FloatVector.broadcast(S, 2f);
+            FloatVector.broadcast(S, 1f).sub(two.div(FloatVector.fromArray(S, o, oOff + k).add(1f))).intoArray(o, oOff + k);
+        }
+    }
+
+    /** The same formula as {@link #expVectors}' exponential, one float. */
     static float exp(float x) {
         float c = Math.min(Math.max(x, EXP_LO), EXP_HI);
         float shifted = c * 1.44269504088896341f + ROUND;
