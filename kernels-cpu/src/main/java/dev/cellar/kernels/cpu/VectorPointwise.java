@@ -37,6 +37,15 @@ final class VectorPointwise implements Pointwise {
     /** One vector's lanes, summed in a fixed order; per thread, so a row's sum allocates nothing. */
     private static final ThreadLocal<float[]> LANES = ThreadLocal.withInitial(() -> new float[L]);
 
+    static {
+        // every vector class the kernels use (the float and int vectors of this shape, and what their operations
+        // load) initialized before C2 can compile any kernel: the three activations once over two vectors
+        float[] a = new float[2 * L], o = new float[2 * L];
+        expVectors(a, 0, o, 0, a.length);
+        sigmoidVectors(a, 0, o, 0, a.length);
+        tanhVectors(a, 0, o, 0, a.length);
+    }
+
     private static float[] scratch(int n) {
         float[] s = SCRATCH.get();
         if (s.length < n) {
