@@ -41,6 +41,8 @@ public final class Tape implements Ops, AutoCloseable {
      * a training step's tens of thousands copied 8% of the bytes an LSTM step allocated. Racy, and only a hint.
      */
     private static volatile int ownedHint = 16, recordedHint = 16;
+    /** At most this many (256 kB of references a list): a huge tape does not make every small one that big. */
+    private static final int MAX_HINT = 1 << 16;
     private final List<Var> owned = new ArrayList<>(ownedHint);
     private final List<Var> recorded = new ArrayList<>(recordedHint);
     private boolean gradEnabled = true;
@@ -1257,8 +1259,9 @@ public final class Tape implements Ops, AutoCloseable {
             @Override
             public void save(Tensor... ts) {
                 for (Tensor t : ts) {
-                    saved.add(java.util.Objects.requireNonNull(t, "save() of a null tensor"));
+                    java.util.Objects.requireNonNull(t, "save() of a null tensor");
                 }
+                java.util.Collections.addAll(saved, ts);
             }
 
             @Override
@@ -1574,7 +1577,7 @@ public final class Tape implements Ops, AutoCloseable {
             leafGrads.clear();
         }
         if (owned.size() > ownedHint) {
-            ownedHint = owned.size();
+            ownedHint = Math.min(owned.size(), MAX_HINT);
         }
         dropGraph();
         for (Var x : owned) {
@@ -1590,7 +1593,7 @@ public final class Tape implements Ops, AutoCloseable {
      */
     private void dropGraph() {
         if (recorded.size() > recordedHint) {
-            recordedHint = recorded.size();
+            recordedHint = Math.min(recorded.size(), MAX_HINT);
         }
         for (Var v : recorded) {
             v.node = null;

@@ -66,9 +66,11 @@ final class VectorGemm implements Gemm {
     private static void block(float[] a, int aOff, int ars, int acs, float[] bp, int base, float[] c, int cOff, int ldc,
                               int m, int k, boolean acc) {
         if (acc) {
-            float[] t = scratch(ACC, ACC_ROWS * W);
-            for (int i0 = 0; i0 < m; i0 += ACC_ROWS) {
-                int rows = Math.min(ACC_ROWS, m - i0);
+            float[] t = scratch(ACC, (ACC_ROWS + 8) * W);
+            for (int i0 = 0; i0 < m; ) {
+                // a last chunk takes a remainder under 8 rows too, so that it goes through the padded 8-row kernel
+                // (m >= 8), not through row1, which training runs too rarely for C2 to compile with intrinsics
+                int rows = m - i0 < ACC_ROWS + 8 ? m - i0 : ACC_ROWS;
                 block(a, aOff + i0 * ars, ars, acs, bp, base, t, 0, W, rows, k, false);
                 for (int i = 0; i < rows; i++) {
                     int o = cOff + (i0 + i) * ldc;
@@ -76,6 +78,7 @@ final class VectorGemm implements Gemm {
                         c[o + j] += t[i * W + j];
                     }
                 }
+                i0 += rows;
             }
             return;
         }
