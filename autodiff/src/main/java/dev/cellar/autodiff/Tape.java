@@ -856,6 +856,14 @@ public final class Tape implements Ops, AutoCloseable {
         return record(out, g -> new Var[]{new Var.Partial(g, start * st[a], st)}, x);
     }
 
+    /** {@code v} without its element {@code a}: strides that skip an axis. */
+    private static int[] withoutAxis(int[] v, int a) {
+        int[] out = new int[v.length - 1];
+        System.arraycopy(v, 0, out, 0, a);
+        System.arraycopy(v, a + 1, out, a, v.length - a - 1);
+        return out;
+    }
+
     @Override
     public Tensor select(Tensor t, int axis, int index) {
         Var x = v(t);
@@ -866,10 +874,7 @@ public final class Tape implements Ops, AutoCloseable {
         }
         Shape os = x.shape.without(a);
         int[] st = x.shape.strides();
-        int[] rs = new int[st.length - 1]; // the selected elements within x: its strides without the axis
-        for (int i = 0; i < rs.length; i++) {
-            rs[i] = st[i < a ? i : i + 1];
-        }
+        int[] rs = withoutAxis(st, a); // the selected elements within x
         Var out = allocFull(os, x.dtype);
         k.copy(x.storage, index * st[a], rs, out.storage, 0, os.strides(), os);
         return record(out, g -> new Var[]{new Var.Partial(g, index * st[a], rs)}, x); // added in place, as slice's
@@ -946,10 +951,7 @@ public final class Tape implements Ops, AutoCloseable {
         }
         Shape os = Shape.of(d);
         int[] ost = os.strides(), xst = s.strides();
-        int[] pst = new int[r - 1]; // a piece's elements within the output: its strides without the new axis
-        for (int i = 0; i < r - 1; i++) {
-            pst[i] = ost[i < a ? i : i + 1];
-        }
+        int[] pst = withoutAxis(ost, a); // a piece's elements within the output
         Var out = allocFull(os, xs[0].dtype);
         for (int i = 0; i < xs.length; i++) {
             k.copy(xs[i].storage, 0, xst, out.storage, i * ost[a], pst, s);

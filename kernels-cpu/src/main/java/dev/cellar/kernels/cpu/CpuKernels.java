@@ -589,14 +589,7 @@ final class CpuKernels extends ReferenceKernels {
         if (r <= 2) { // most copies (slices, gradient regions, panels): no index array, which was 8% of a step's bytes
             int rows = r == 2 ? shape.dim(0) : 1, rs = r == 2 ? ss[0] : 0, rd = r == 2 ? ds[0] : 0;
             for (int q = 0; q < rows; q++) {
-                int is = so + q * rs, id = dOff + q * rd;
-                if (si == 1 && di == 1) {
-                    System.arraycopy(s, is, d, id, inner);
-                } else {
-                    for (int j = 0; j < inner; j++) {
-                        d[id + j * di] = s[is + j * si];
-                    }
-                }
+                copyRow(s, so + q * rs, si, d, dOff + q * rd, di, inner);
             }
             return;
         }
@@ -608,18 +601,23 @@ final class CpuKernels extends ReferenceKernels {
                 is += idx[q] * ss[q];
                 id += idx[q] * ds[q];
             }
-            if (si == 1 && di == 1) {
-                System.arraycopy(s, is, d, id, inner);
-            } else {
-                for (int j = 0; j < inner; j++) {
-                    d[id + j * di] = s[is + j * si];
-                }
-            }
+            copyRow(s, is, si, d, id, di, inner);
             for (int q = r - 2; q >= 0; q--) {
                 if (++idx[q] < dims[q]) {
                     break;
                 }
                 idx[q] = 0;
+            }
+        }
+    }
+
+    /** One innermost row of {@link #copy}: d[id + j * di] = s[is + j * si] for j < len. */
+    private static void copyRow(float[] s, int is, int si, float[] d, int id, int di, int len) {
+        if (si == 1 && di == 1) {
+            System.arraycopy(s, is, d, id, len);
+        } else {
+            for (int j = 0; j < len; j++) {
+                d[id + j * di] = s[is + j * si];
             }
         }
     }

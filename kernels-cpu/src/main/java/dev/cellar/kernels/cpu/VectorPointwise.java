@@ -89,7 +89,10 @@ final class VectorPointwise implements Pointwise {
      * the Vector API intrinsics, every later call boxing its vectors (about 100 MB of garbage per RNN training step,
      * half the speed; 3 of 12 runs of one build). Each method's bytecode is longer than C2's FreqInlineSize (325
      * bytes), so C2 compiles it at the top of a compilation of its own, never at the bottom of a worker's chain of
-     * tasks and lambdas where its inlining budget is spent. VectorPointwiseShapeTest checks the lengths.
+     * tasks and lambdas where its inlining budget is spent. VectorPointwiseShapeTest checks the lengths. So the
+     * exponential's loop is written out in each: moved into a helper of its own, the pre- and post-passes left behind
+     * would be short enough to inline deep into a caller, and a helper taking or returning vectors is boxed whenever
+     * C2 leaves it out of line.
      *
      * e^x: x = m ln 2 + r with m = round(x log2 e), e^r by a degree-6 polynomial, times 2^m built in the exponent
      * bits of two factors 2^(m/2) 2^(m - m/2), so that overflow gives infinity and underflow goes gradually to 0, to a
@@ -98,13 +101,13 @@ final class VectorPointwise implements Pointwise {
 
     static void expVectors(float[] a, int aOff, float[] o, int oOff, int n) {
         int nv = n - n % L;
+        // a first pass into o, as its siblings have, so that the exponential's loop below is the same in all three; it
+        // also keeps this method longer than FreqInlineSize
         for (int k = 0; k < nv; k += L) { // the exponent's argument, into o: x clamped (the main loop clamps again)
             FloatVector.fromArray(S, a, aOff + k).max(EXP_LO).min(EXP_HI).intoArray(o, oOff + k);
         }
-        float[] x = o;
-        int xOff = oOff;
         for (int k = 0; k < nv; k += L) {
-            FloatVector c = FloatVector.fromArray(S, x, xOff + k).max(EXP_LO).min(EXP_HI);
+            FloatVector c = FloatVector.fromArray(S, o, oOff + k).max(EXP_LO).min(EXP_HI);
             FloatVector shifted = c.mul(1.44269504088896341f).add(ROUND);
             FloatVector mf = shifted.sub(ROUND);
             FloatVector r = c.sub(mf.mul(0.693359375f)).sub(mf.mul(-2.12194440e-4f));
@@ -123,10 +126,8 @@ final class VectorPointwise implements Pointwise {
         for (int k = 0; k < nv; k += L) { // the exponent's argument, into o: -x (a sign flip, NaN's sign too)
             FloatVector.fromArray(S, a, aOff + k).neg().intoArray(o, oOff + k);
         }
-        float[] x = o;
-        int xOff = oOff;
         for (int k = 0; k < nv; k += L) {
-            FloatVector c = FloatVector.fromArray(S, x, xOff + k).max(EXP_LO).min(EXP_HI);
+            FloatVector c = FloatVector.fromArray(S, o, oOff + k).max(EXP_LO).min(EXP_HI);
             FloatVector shifted = c.mul(1.44269504088896341f).add(ROUND);
             FloatVector mf = shifted.sub(ROUND);
             FloatVector r = c.sub(mf.mul(0.693359375f)).sub(mf.mul(-2.12194440e-4f));
@@ -148,10 +149,8 @@ final class VectorPointwise implements Pointwise {
         for (int k = 0; k < nv; k += L) { // the exponent's argument, into o: 2x
             FloatVector.fromArray(S, a, aOff + k).mul(2f).intoArray(o, oOff + k);
         }
-        float[] x = o;
-        int xOff = oOff;
         for (int k = 0; k < nv; k += L) {
-            FloatVector c = FloatVector.fromArray(S, x, xOff + k).max(EXP_LO).min(EXP_HI);
+            FloatVector c = FloatVector.fromArray(S, o, oOff + k).max(EXP_LO).min(EXP_HI);
             FloatVector shifted = c.mul(1.44269504088896341f).add(ROUND);
             FloatVector mf = shifted.sub(ROUND);
             FloatVector r = c.sub(mf.mul(0.693359375f)).sub(mf.mul(-2.12194440e-4f));
