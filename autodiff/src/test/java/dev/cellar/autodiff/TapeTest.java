@@ -403,6 +403,46 @@ class TapeTest {
     }
 
     /**
+     * A backward pass that fails half-way (here a custom op's backward throws) leaves nothing pending behind: the
+     * gradients it had summed for vars it never reached must not leak into the next backward over the same graph's
+     * vars, which then gives what one clean pass gives.
+     */
+    @Test
+    void aFailedBackwardLeavesNoPendingGradients() {
+        dev.cellar.api.CustomOp failing = new dev.cellar.api.CustomOp() {
+            @Override
+            public String name() {
+                return "fails_backward";
+            }
+
+            @Override
+            public java.util.List<Tensor> forward(Context ctx, java.util.List<Tensor> in) {
+                return java.util.List.of(ctx.ops().mul(in.get(0), in.get(0)));
+            }
+
+            @Override
+            public java.util.List<Tensor> backward(Context ctx, java.util.List<Tensor> g) {
+                throw new IllegalStateException("backward failed on purpose");
+            }
+        };
+        try (Tape t = Tape.on(REF, DType.F64, 0)) {
+            Tensor x = t.leaf(new double[]{0.5, -1.5}, Shape.of(2));
+            Tensor h = t.tanh(x);
+            // recorded after the custom op, so backward reaches h's product first: h's gradient is pending when it throws
+            Tensor y = t.add(t.sum(t.custom(failing, h).get(0), 0, false), t.sum(t.mul(h, h), 0, false));
+            assertThrows(IllegalStateException.class, () -> t.backward(y));
+            assertEquals(null, t.grad(x), "the failed pass reached no leaf");
+            Tensor z = t.sum(t.mul(h, h), 0, false); // d/dx sum(tanh(x)^2) = 2 tanh(x) (1 - tanh(x)^2)
+            t.backward(z);
+            double[] g = t.grad(x).toDoubles();
+            for (int i = 0; i < 2; i++) {
+                double th = Math.tanh(new double[]{0.5, -1.5}[i]);
+                assertEquals(2 * th * (1 - th * th), g[i], 1e-12, "gradient " + i + " after a failed pass");
+            }
+        }
+    }
+
+    /**
      * Backward hands each gradient buffer back as soon as nothing pending refers to it: after a chain of 40 tanh the
      * 40 forward values stay (the caller may still read them) but of the 80 or so gradient buffers backward made, only
      * a few are alive when it returns. The gradient reaching the leaf is still right.
