@@ -94,7 +94,11 @@ public interface Ops {
      */
     Tensor matmul(Tensor a, Tensor b);
 
-    /** x (..., in) @ w^T + b with w (out, in) and b (out) or null: PyTorch's {@code nn.Linear} layout. */
+    /**
+     * x (..., in) @ w^T + b with w (out, in): PyTorch's {@code nn.Linear} layout. b is (out), null, or a tensor of the
+     * output's shape (..., out) added as it is, as {@code torch.addmm}'s input: a recurrence adds its step's input
+     * projection this way in one op; any other b broadcasts as {@link #add} does.
+     */
     Tensor linear(Tensor x, Tensor w, Tensor b);
 
     // ---------------------------------------------------------------- shape

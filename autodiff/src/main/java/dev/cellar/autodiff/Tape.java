@@ -594,7 +594,8 @@ public final class Tape implements Ops, AutoCloseable {
             throw new ShapeException("linear: input " + x.shape + " does not match weight " + w.shape
                     + " (weight is (out, in), input (..., in))");
         }
-        Var[] src = gathered.isEmpty() ? null : gathered.get(x);
+        Var b = tbias == null ? null : v(tbias);
+        Var[] src = gathered.isEmpty() || (b != null && b.shape.rank() != 1) ? null : gathered.get(x);
         if (src != null && src[0].storage != null && src[1].storage != null) {
             // x = table[ids], so x W^T + b = (table W^T + b)[ids]: the product over the table's V rows instead of the
             // ids' R (a character-level model's first layer: 65 rows instead of 6,400 for a batch of 64 x 100, or 3,200
@@ -604,7 +605,16 @@ public final class Tape implements Ops, AutoCloseable {
         }
         int in = w.shape.dim(1), outF = w.shape.dim(0), rows = x.size() / Math.max(1, in);
         Shape os = x.shape.with(-1, outF);
-        Var b = tbias == null ? null : v(tbias);
+        if (b != null && b.shape.rank() >= 2 && b.shape.equals(os) && b.dtype == x.dtype) {
+            // b of the output's own shape (a recurrence's input projection at this step, addmm's input): copied into
+            // the output and the product added onto it, where a product and then an addition made two (B, out)
+            // buffers and one more pass over them at every time step
+            Var y = allocFull(os, x.dtype);
+            int[] st = os.strides();
+            k.copy(b.storage, 0, st, y.storage, 0, st, os);
+            k.matmul(new MatmulSpec(1, rows, outF, in, false, true, 0, 0, true), x.storage, w.storage, y.storage);
+            return linearRecord(y, x, w, rows, in, outF, b); // b's gradient is the output's, as add's would be
+        }
         if (b != null && (b.shape.rank() != 1 || b.shape.dim(0) != outF || b.dtype != x.dtype)) {
             Var y = rawGemm(x, w, 1, rows, outF, in, false, true, 0, 0, os);
             return add(linearRecord(y, x, w, rows, in, outF, null), b); // an unusual bias: broadcast as add does

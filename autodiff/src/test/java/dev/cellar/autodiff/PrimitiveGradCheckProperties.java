@@ -196,6 +196,33 @@ class PrimitiveGradCheckProperties {
                 Input.of("b", b, values(b, seed + 2, 0, 1, true))), (o, t) -> o.linear(t.get(0), t.get(1), t.get(2)));
     }
 
+    /** b of the output's own shape is added as it is (addmm), over one or two leading dimensions. */
+    @Property(seed = "1", tries = TRIES)
+    void linearWithABiasOfTheOutputsShape(@ForAll @IntRange(min = 1, max = 3) int rows, @ForAll @IntRange(min = 1, max = 4) int in,
+                                          @ForAll @IntRange(min = 1, max = 4) int out, @ForAll boolean batched, @ForAll long seed) {
+        Shape x = batched ? Shape.of(2, rows, in) : Shape.of(rows, in), w = Shape.of(out, in);
+        Shape b = x.with(-1, out);
+        check(List.of(Input.of("x", x, values(x, seed, 0, 1, true)), Input.of("w", w, values(w, seed + 1, 0, 1, true)),
+                Input.of("b", b, values(b, seed + 2, 0, 1, true))), (o, t) -> o.linear(t.get(0), t.get(1), t.get(2)));
+    }
+
+    /** With a bias of the output's shape the product over an embedding's table does not apply: one bias row per id. */
+    @Property(seed = "1", tries = TRIES)
+    void linearOfAnEmbeddingWithABiasOfTheOutputsShape(@ForAll @IntRange(min = 1, max = 3) int vocab,
+                                                       @ForAll @IntRange(min = 1, max = 3) int dim,
+                                                       @ForAll @IntRange(min = 1, max = 3) int out, @ForAll long seed) {
+        java.util.SplittableRandom r = new java.util.SplittableRandom(seed);
+        int n = 2 * vocab + 1;
+        int[] ids = new int[n];
+        for (int i = 0; i < n; i++) {
+            ids[i] = r.nextInt(vocab);
+        }
+        Shape t = Shape.of(vocab, dim), w = Shape.of(out, dim), b = Shape.of(n, out);
+        check(List.of(Input.of("table", t, values(t, seed, 0, 1, true)), Input.ids("ids", Shape.of(n), ids),
+                        Input.of("w", w, values(w, seed + 1, 0, 1, true)), Input.of("b", b, values(b, seed + 2, 0, 1, true))),
+                (o, in) -> o.linear(o.embedding(in.get(0), in.get(1)), in.get(2), in.get(3)));
+    }
+
     private static void binaryShapes(Shape a, Shape b, long seed, BiFunction<Ops, Tensor[], Tensor> f) {
         binary(new Shape[]{a, b}, seed, 0, 1, true, f);
     }

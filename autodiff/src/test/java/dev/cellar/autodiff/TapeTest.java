@@ -92,6 +92,23 @@ class TapeTest {
         assertArrayEquals(new float[]{4, 4}, replaced.toFloats());
     }
 
+    /** A bias of the output's shape is added as it is: the values add(x W^T, b) has, and b's gradient is the output's. */
+    @Test
+    void aLinearsBiasOfTheOutputsShapeIsAddedAsItIs() {
+        int rows = 3, in = 4, out = 5;
+        java.util.SplittableRandom r = new java.util.SplittableRandom(5);
+        double[] xv = r.doubles(rows * in, -1, 1).toArray(), wv = r.doubles(out * in, -1, 1).toArray();
+        double[] bv = r.doubles(rows * out, -1, 1).toArray(), cv = r.doubles(rows * out, -1, 1).toArray();
+        try (Tape t = Tape.on(REF, DType.F64, 0)) {
+            Tensor x = t.constant(xv, Shape.of(rows, in)), w = t.constant(wv, Shape.of(out, in));
+            Tensor b = t.leaf(bv, Shape.of(rows, out));
+            Tensor y = t.linear(x, w, b);
+            assertArrayEquals(t.add(t.linear(x, w, null), b).toDoubles(), y.toDoubles(), 1e-12);
+            t.backward(t.sum(t.mul(y, t.constant(cv, Shape.of(rows, out)))));
+            assertArrayEquals(cv, t.grad(b).toDoubles(), 1e-12);
+        }
+    }
+
     @Test
     void aWideLinearLayersWeightGradientIsGTransposedTimesX() {
         int rows = 5, in = 8, out = 80; // out >= 8 in: computed as (x^T g)^T

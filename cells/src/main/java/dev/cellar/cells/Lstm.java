@@ -70,7 +70,8 @@ public final class Lstm implements CellProvider {
         @Override
         Step recur(Ops ops, Tensor xp, State s) {
             Tensor h = s.get(0), c = s.get(1);                                  // (B, H)
-            Tensor gates = ops.add(xp, ops.linear(h, wHh, hiddenBias()));       // (B, 4H)
+            Tensor gates = hiddenBias() == null ? ops.linear(h, wHh, xp)        // (B, 4H): xp + h W_hh^T in one op
+                    : ops.add(xp, ops.linear(h, wHh, hiddenBias()));
             if (wci == null) { // one op (a fused kernel where the backend has it) for the pointwise half
                 List<Tensor> hc = ops.custom(LstmPointwise.INSTANCE, gates, c);
                 return new Step(hc.get(0), State.of(hc.get(0), hc.get(1)));

@@ -29,7 +29,7 @@ public final class Rnn implements CellProvider {
         return new Recurrent(config, init, 1, 1, true) {
             @Override
             Step recur(Ops ops, Tensor xp, State s) {
-                Tensor h = ops.tanh(ops.add(xp, ops.linear(s.get(0), wHh, hiddenBias()))); // (B, H)
+                Tensor h = ops.tanh(ops.linear(s.get(0), wHh, xp)); // (B, H): xp + h W_hh^T in one op; b_hh is in xp
                 return new Step(h, State.of(h));
             }
         };
