@@ -83,6 +83,9 @@ final class BenchCommand implements Callable<Integer> {
         this.io = io;
     }
 
+    /** The most tokens a benchmarked step may take (batch x seq): 2^24, 2,600 times the reference's 6,400. */
+    private static final int MAX_TOKENS = 1 << 24;
+
     @Override
     public Integer call() throws Exception {
         if (batch <= 0 || seq <= 0 || hidden <= 0 || layers <= 0 || steps <= 0 || warmup < 0 || sample < 0 || threads < 0
@@ -90,6 +93,10 @@ final class BenchCommand implements Callable<Integer> {
                 || vocab < 2 || vocab > 1_000_000) {
             throw new UsageException("sizes, --steps and --sample-reps must be positive, --vocab between 2 and 1000000;"
                     + " --warmup, --sample and --threads not negative");
+        }
+        if ((long) batch * seq > MAX_TOKENS) {
+            throw new UsageException("--batch " + batch + " x --seq " + seq + " is " + (long) batch * seq
+                    + " tokens a step, more than " + MAX_TOKENS + "; the reference experiment takes 64 x 100");
         }
         if (gemm) {
             return gemm();
@@ -110,13 +117,17 @@ final class BenchCommand implements Callable<Integer> {
             double[] times = new double[steps];
             long[] gcBefore = null;
             long allocBefore = 0;
+            // one pair of arrays refilled each step: the bytes per step counted below are the training loop's own
+            int[] ids = new int[batch * seq], tg = new int[batch * seq];
             for (int i = 0; i < warmup + steps; i++) {
                 if (i == warmup) {
                     gcBefore = gcCounts();
                     allocBefore = allocatedBytes();
                 }
-                int[] ids = r.ints((long) batch * seq, 0, vocab).toArray();
-                int[] tg = r.ints((long) batch * seq, 0, vocab).toArray();
+                for (int j = 0; j < ids.length; j++) {
+                    ids[j] = r.nextInt(vocab);
+                    tg[j] = r.nextInt(vocab);
+                }
                 long t0 = System.nanoTime();
                 step.run(ids, tg, 0);
                 opt.step();

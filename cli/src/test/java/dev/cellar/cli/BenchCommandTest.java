@@ -47,5 +47,7 @@ class BenchCommandTest {
         Cli.assertUsage(Cli.run("bench", "--gemm", "--sizes", "0x2x2"), "--sizes 0x2x2", "positive");
         Cli.assertUsage(Cli.run("bench", "--gemm", "--sizes", "2x2x2:xx"), ":tn");
         Cli.assertUsage(Cli.run("bench", "--gemm", "--reps", "0"), "--reps");
+        // more tokens a step than an int array holds: a usage error before anything is allocated, not an OutOfMemoryError
+        Cli.assertUsage(Cli.run("bench", "--batch", "100000", "--seq", "100000"), "--batch 100000 x --seq 100000", "tokens a step");
     }
 }
