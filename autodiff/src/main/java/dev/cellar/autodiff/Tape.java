@@ -629,7 +629,7 @@ public final class Tape implements Ops, AutoCloseable {
             // the output and the product added onto it, where a product and then an addition made two (B, out)
             // buffers and one more pass over them at every time step
             Var y = allocFull(os, x.dtype);
-            int[] st = os.strides();
+            int[] st = strides(os);
             k.copy(b.storage, 0, st, y.storage, 0, st, os);
             k.matmul(spec(1, rows, outF, in, false, true, 0, 0, true), x.storage, w.storage, y.storage);
             return linearRecord(y, x, w, rows, in, outF, b); // b's gradient is the output's, as add's would be
@@ -901,13 +901,41 @@ public final class Tape implements Ops, AutoCloseable {
         if (index < 0 || index >= len) {
             throw new ShapeException("select index " + index + " out of range for axis " + a + " of " + x.shape);
         }
-        Shape os = x.shape.without(a);
-        int[] st = x.shape.strides();
-        int[] rs = withoutAxis(st, a); // the selected elements within x
+        if (x.shape != selectFrom || a != selectAxis) { // a recurrence selects its 100 steps from one shape
+            selectFrom = x.shape;
+            selectAxis = a;
+            selectShape = x.shape.without(a);
+            selectStrides = x.shape.strides();
+            selectRegion = withoutAxis(selectStrides, a); // the selected elements within x
+            selectOut = selectShape.strides();
+        }
+        Shape os = selectShape;
+        int[] rs = selectRegion;
+        int offset = index * selectStrides[a];
         Var out = allocFull(os, x.dtype);
-        k.copy(x.storage, index * st[a], rs, out.storage, 0, os.strides(), os);
-        return record(out, g -> new Var[]{new Var.Partial(g, index * st[a], rs)}, x); // added in place, as slice's
+        k.copy(x.storage, offset, rs, out.storage, 0, selectOut, os);
+        return record(out, g -> new Var[]{new Var.Partial(g, offset, rs)}, x); // added in place, as slice's
     }
+
+    /** The last select's input shape and axis, and what follows from them: the same for every step of a recurrence. */
+    private Shape selectFrom, selectShape;
+    private int selectAxis;
+    private int[] selectStrides, selectRegion, selectOut;
+
+    /**
+     * Contiguous strides of {@code s}, the same array while the same shape object comes back (gradients of one shape,
+     * one after another). Nothing writes to a strides array, so handing one out twice is safe.
+     */
+    private int[] strides(Shape s) {
+        if (s != stridesShape) {
+            stridesOf = s.strides();
+            stridesShape = s;
+        }
+        return stridesOf;
+    }
+
+    private Shape stridesShape;
+    private int[] stridesOf;
 
     @Override
     public Tensor concat(int axis, List<Tensor> ts) {
@@ -1257,20 +1285,69 @@ public final class Tape implements Ops, AutoCloseable {
         if (f.isEmpty()) {
             return java.util.Optional.empty();
         }
-        Storage[] in = new Storage[inputs.size()];
+        // the argument arrays are this tape's, reused call after call (a kernel reads them only while it runs): new
+        // ones, and a list for the outputs, were 6% of the bytes an LSTM step allocated
+        Storage[] in = args(fusedIns, inputs.size()), out = args(fusedOuts, outputs.size());
         DType dt = inputs.isEmpty() ? dtype : v(inputs.get(0)).dtype;
-        for (int i = 0; i < in.length; i++) {
-            in[i] = v(inputs.get(i)).storage;
+        Tensor[] outs = new Tensor[out.length];
+        try {
+            for (int i = 0; i < in.length; i++) {
+                in[i] = v(inputs.get(i)).storage;
+            }
+            for (int i = 0; i < out.length; i++) {
+                Var o = allocFull(outputs.get(i), dt);
+                outs[i] = o;
+                out[i] = o.storage;
+            }
+            f.get().apply(in, out, dims);
+        } finally {
+            java.util.Arrays.fill(in, null); // no buffer stays reachable from here
+            java.util.Arrays.fill(out, null);
         }
-        List<Tensor> outs = new ArrayList<>(outputs.size());
-        Storage[] out = new Storage[outputs.size()];
-        for (int i = 0; i < out.length; i++) {
-            Var o = allocFull(outputs.get(i), dt);
-            outs.add(o);
-            out[i] = o.storage;
+        return java.util.Optional.of(List.of(outs));
+    }
+
+    private final Storage[][] fusedIns = new Storage[8][], fusedOuts = new Storage[8][];
+
+    /**
+     * A custom op's saved tensors: read-only to the op (its backward reads them through {@code saved()}), one object
+     * and its array where a list and a read-only view of it were two more objects at every time step of an LSTM.
+     */
+    private static final class Saved extends java.util.AbstractList<Tensor> implements java.util.RandomAccess {
+        private Tensor[] items = new Tensor[4];
+        private int size;
+
+        void addAll(Tensor[] ts) {
+            if (size + ts.length > items.length) {
+                items = java.util.Arrays.copyOf(items, Math.max(2 * items.length, size + ts.length));
+            }
+            System.arraycopy(ts, 0, items, size, ts.length);
+            size += ts.length;
         }
-        f.get().apply(in, out, dims);
-        return java.util.Optional.of(outs);
+
+        @Override
+        public Tensor get(int i) {
+            java.util.Objects.checkIndex(i, size);
+            return items[i];
+        }
+
+        @Override
+        public int size() {
+            return size;
+        }
+    }
+
+    /** {@code cache}'s array of length n, made on first use (a new one past its end). */
+    private static Storage[] args(Storage[][] cache, int n) {
+        if (n >= cache.length) {
+            return new Storage[n];
+        }
+        Storage[] a = cache[n];
+        if (a == null) {
+            a = new Storage[n];
+            cache[n] = a;
+        }
+        return a;
     }
 
     /**
@@ -1302,8 +1379,7 @@ public final class Tape implements Ops, AutoCloseable {
         for (int i = 0; i < in.length; i++) {
             in[i] = v(inputs[i]);
         }
-        List<Tensor> saved = new ArrayList<>(4);
-        List<Tensor> savedView = java.util.Collections.unmodifiableList(saved);
+        Saved saved = new Saved();
         CustomOp.Context ctx = new CustomOp.Context() {
             @Override
             public Ops ops() {
@@ -1315,12 +1391,12 @@ public final class Tape implements Ops, AutoCloseable {
                 for (Tensor t : ts) {
                     java.util.Objects.requireNonNull(t, "save() of a null tensor");
                 }
-                java.util.Collections.addAll(saved, ts);
+                saved.addAll(ts);
             }
 
             @Override
-            public List<Tensor> saved() { // a view, not a copy: a copy here was 4% of the bytes an LSTM step allocated
-                return savedView;
+            public List<Tensor> saved() { // read-only, not a copy: a copy here was 4% of the bytes an LSTM step allocated
+                return saved;
             }
 
             @Override
@@ -1499,7 +1575,8 @@ public final class Tape implements Ops, AutoCloseable {
                     leafGrads.put(target, buffer);
                 }
                 if (!(g instanceof Var.Partial)) {
-                    k.copy(g.storage, 0, target.shape.strides(), buffer, 0, target.shape.strides(), target.shape);
+                    int[] st = strides(target.shape);
+                    k.copy(g.storage, 0, st, buffer, 0, st, target.shape);
                     return;
                 }
             }
@@ -1519,7 +1596,7 @@ public final class Tape implements Ops, AutoCloseable {
             grads.put(target, sum);
             ref(sum);
             if (old != null) {
-                int[] st = target.shape.strides();
+                int[] st = strides(target.shape);
                 k.copy(old.storage, 0, st, sum.storage, 0, st, target.shape);
                 unref(old);
                 releaseIfDead(old);
@@ -1532,7 +1609,7 @@ public final class Tape implements Ops, AutoCloseable {
     /** buffer (of {@code shape}) += g, where g is a whole gradient or a region of one. */
     private void addInto(Storage buffer, Shape shape, Var g) {
         if (g instanceof Var.Partial p) {
-            int[] cs = p.shape.strides();
+            int[] cs = strides(p.shape);
             Var region = allocFull(p.shape, p.dtype); // not zeroed: the copy below fills it
             k.copy(buffer, p.offset, p.strides, region.storage, 0, cs, p.shape);
             k.binary(Binary.ADD, region.storage, cs, p.storage, cs, region.storage, p.shape);
@@ -1540,7 +1617,7 @@ public final class Tape implements Ops, AutoCloseable {
             release(region);
             return;
         }
-        int[] st = shape.strides();
+        int[] st = strides(shape);
         k.binary(Binary.ADD, buffer, st, g.storage, st, buffer, shape);
     }
 

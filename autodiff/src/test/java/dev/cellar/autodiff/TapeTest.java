@@ -419,6 +419,43 @@ class TapeTest {
         }
     }
 
+    /** A custom op's saved() holds what forward saved, in order and across save calls, and the op cannot change it. */
+    @Test
+    void aCustomOpsSavedTensorsAreReadOnlyAndInOrder() {
+        java.util.List<java.util.List<Tensor>> seen = new java.util.ArrayList<>();
+        dev.cellar.api.CustomOp square = new dev.cellar.api.CustomOp() {
+            @Override
+            public String name() {
+                return "square_saving";
+            }
+
+            @Override
+            public java.util.List<Tensor> forward(Context ctx, java.util.List<Tensor> in) {
+                Tensor y = ctx.ops().mul(in.get(0), in.get(0));
+                ctx.save(in.get(0));
+                ctx.save(y, in.get(0), y, in.get(0)); // past the first array's four slots
+                return java.util.List.of(y);
+            }
+
+            @Override
+            public java.util.List<Tensor> backward(Context ctx, java.util.List<Tensor> g) {
+                java.util.List<Tensor> sv = ctx.saved();
+                seen.add(sv);
+                assertThrows(UnsupportedOperationException.class, () -> sv.add(g.get(0)));
+                assertThrows(IndexOutOfBoundsException.class, () -> sv.get(5));
+                return java.util.List.of(ctx.ops().mul(ctx.ops().mul(sv.get(0), g.get(0)), ctx.ops().constant(new double[]{2}, Shape.of(1))));
+            }
+        };
+        try (Tape t = Tape.on(REF, DType.F64, 0)) {
+            Tensor x = t.leaf(new double[]{1.5}, Shape.of(1));
+            t.backward(t.sum(t.custom(square, x).get(0), 0, false));
+            assertArrayEquals(new double[]{3}, t.grad(x).toDoubles(), 1e-12);
+            java.util.List<Tensor> sv = seen.get(0);
+            assertEquals(5, sv.size());
+            assertTrue(sv.get(0) == sv.get(2) && sv.get(2) == sv.get(4) && sv.get(1) == sv.get(3), "saved in order");
+        }
+    }
+
     /**
      * A backward pass that fails half-way (here a custom op's backward throws) leaves nothing pending behind: the
      * gradients it had summed for vars it never reached must not leak into the next backward over the same graph's
