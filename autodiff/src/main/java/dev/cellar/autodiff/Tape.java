@@ -1688,9 +1688,13 @@ public final class Tape implements Ops, AutoCloseable {
         };
     }
 
+    /**
+     * Gives x's buffer back for good. x owns it (views and regions of x check x's storage before they use theirs), and
+     * no reference to it survives here, so the backend may reuse the storage object too ({@link Kernels#recycle}).
+     */
     private void release(Var x) {
         if (x.storage != null) {
-            x.storage.close();
+            x.kernels.recycle(x.storage);
             x.storage = null;
         }
     }

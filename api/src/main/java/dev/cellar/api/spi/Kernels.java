@@ -22,6 +22,15 @@ public interface Kernels {
         return allocate(dtype, size);
     }
 
+    /**
+     * Closes {@code s} for a caller that drops every reference to it (a tape releasing a buffer it owns): unlike
+     * {@link Storage#close()}, the backend may then hand the storage object itself out again from {@link #allocate} or
+     * {@link #empty}, so nothing may use {@code s} afterwards. Defaults to {@code s.close()}.
+     */
+    default void recycle(Storage s) {
+        s.close();
+    }
+
     /** Host to device; converts to the storage's dtype. {@code src.length == dst.size()}. */
     void write(Storage dst, double[] src);
 

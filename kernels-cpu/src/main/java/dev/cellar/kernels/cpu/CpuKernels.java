@@ -69,7 +69,7 @@ final class CpuKernels extends ReferenceKernels {
         if (dtype != DType.F32 || size <= 0) {
             return super.allocate(dtype, size);
         }
-        return new CpuStorage(DType.F32, size, buffers.take(size, true), buffers);
+        return storage(size, buffers.take(size, true));
     }
 
     @Override
@@ -77,7 +77,45 @@ final class CpuKernels extends ReferenceKernels {
         if (dtype != DType.F32 || size <= 0) {
             return super.allocate(dtype, size);
         }
-        return new CpuStorage(DType.F32, size, buffers.take(size, false), buffers);
+        return storage(size, buffers.take(size, false));
+    }
+
+    /**
+     * Recycled storage objects, without their arrays (those went back to the pool): a tape releases thousands of
+     * buffers a training step, and a new storage object for each was half the bytes an RNN step allocated.
+     */
+    private final CpuStorage[] spare = new CpuStorage[4096];
+    private int spares;
+
+    /** A storage over {@code array}: a recycled one when there is one. */
+    private CpuStorage storage(int size, float[] array) {
+        CpuStorage c = null;
+        synchronized (spare) {
+            if (spares > 0) {
+                c = spare[--spares];
+                spare[spares] = null;
+            }
+        }
+        if (c == null) {
+            return new CpuStorage(DType.F32, size, array, buffers);
+        }
+        c.reopen(size, array);
+        return c;
+    }
+
+    @Override
+    public void recycle(Storage s) {
+        if (!(s instanceof CpuStorage c) || c.dtype != DType.F32 || !c.from(buffers) || c.closed()) {
+            s.close();
+            return;
+        }
+        c.close(); // its array (and pack) back to the pool
+        c.f = null; // a use that slipped through until it is reopened fails at once
+        synchronized (spare) {
+            if (spares < spare.length) {
+                spare[spares++] = c;
+            }
+        }
     }
 
     private static boolean f32(Storage... ss) {

@@ -7,8 +7,9 @@ import dev.cellar.api.spi.Storage;
 /** A host array: float[] for F32, double[] for F64, int[] for I32. */
 final class CpuStorage implements Storage {
     final DType dtype;
-    final int size;
-    final float[] f;
+    /** Not final: a recycled F32 storage ({@link CpuKernels#recycle}) is reopened over another array. */
+    int size;
+    float[] f;
     final double[] d;
     final int[] i;
     private final FloatPool pool;
@@ -48,6 +49,21 @@ final class CpuStorage implements Storage {
         c.uses = 0;
         c.version++;
         return c;
+    }
+
+    /**
+     * Reopens this recycled storage (closed, its array given back and forgotten) over {@code array}, of {@code size}
+     * floats: to every cache keyed on it (its own pack, a replica's pack of it) it is a storage that has just been
+     * written.
+     */
+    void reopen(int size, float[] array) {
+        this.size = size;
+        this.f = array;
+        closed = false;
+        packed = null;
+        packedKey = NO_PACK;
+        uses = 0;
+        version++;
     }
 
     /** Whether this storage's array came from {@code p} (and returns to it). */

@@ -1,0 +1,119 @@
+package dev.cellar.kernels.cpu;
+
+import dev.cellar.api.CellarException;
+import dev.cellar.api.DType;
+import dev.cellar.api.spi.Backend;
+import dev.cellar.api.spi.BackendConfig;
+import dev.cellar.api.spi.Kernels;
+import dev.cellar.api.spi.MatmulSpec;
+import dev.cellar.api.spi.Storage;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.Test;
+
+import java.util.Map;
+import java.util.Random;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertNotSame;
+import static org.junit.jupiter.api.Assertions.assertSame;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+
+/**
+ * Kernels.recycle on the cpu backend: the storage object comes back from the next allocation, nothing can use it
+ * in between, and nothing cached on it (its own pack of B, a replica's pack of it) outlives its reuse.
+ */
+class RecycleTest {
+    private static final Backend CPU = new CpuProvider().open(new BackendConfig(2, null, Map.of()));
+    private static final Kernels REF = new ReferenceKernels();
+
+    @AfterAll
+    static void close() {
+        CPU.close();
+    }
+
+    private static float[] random(Random r, int n) {
+        float[] x = new float[n];
+        for (int i = 0; i < n; i++) {
+            x[i] = (float) r.nextGaussian();
+        }
+        return x;
+    }
+
+    /** C = A (8, 256) @ B (256, 96) on {@code k} with {@code b} as B, into a fresh C. */
+    private static float[] times(Kernels k, float[] a, Storage b) {
+        MatmulSpec s = MatmulSpec.of(8, 96, 256);
+        Storage sa = k.allocate(DType.F32, a.length), sc = k.allocate(DType.F32, 8 * 96);
+        k.write(sa, a);
+        k.matmul(s, sa, b, sc);
+        float[] out = k.readFloats(sc);
+        sa.close();
+        sc.close();
+        return out;
+    }
+
+    private static float[] expected(float[] a, float[] b) {
+        Storage sb = REF.allocate(DType.F32, b.length);
+        REF.write(sb, b);
+        return times(REF, a, sb);
+    }
+
+    @Test
+    void aRecycledStorageIsReusedAndForgetsWhatWasCachedOnIt() {
+        Kernels k = CPU.kernels();
+        Random r = new Random(7);
+        float[] a = random(r, 8 * 256), b1 = random(r, 256 * 96), b2 = random(r, 256 * 96);
+        Storage s = k.empty(DType.F32, b1.length);
+        k.write(s, b1);
+        for (int i = 0; i < 3; i++) { // from the second use B's pack is cached in the storage
+            assertArrayEquals(expected(a, b1), times(k, a, s), 1e-3f);
+        }
+        k.recycle(s);
+        assertThrows(CellarException.class, () -> k.readFloats(s), "closed until it is handed out again");
+        Storage again = k.empty(DType.F32, b2.length);
+        assertSame(s, again, "the recycled object is handed out again");
+        k.write(again, b2);
+        assertArrayEquals(expected(a, b2), times(k, a, again), 1e-3f, "a product by the reused storage sees its new values");
+        for (int i = 0; i < 2; i++) { // cache a pack of b2
+            times(k, a, again);
+        }
+        k.recycle(again);
+        Storage z = k.allocate(DType.F32, b2.length); // zero-filled without a kernel writing it
+        assertSame(s, z);
+        assertArrayEquals(new float[z.size()], k.readFloats(z), "allocate still zero-fills a reused storage");
+        assertArrayEquals(new float[8 * 96], times(k, a, z), "a product by it is zero, not one by the pack of b2");
+        k.recycle(z);
+    }
+
+    /** A replica caches its packs of the backend's storages by storage object: a reused object must be repacked. */
+    @Test
+    void aReplicasPackOfARecycledStorageIsNotReused() {
+        Kernels home = CPU.kernels(), replica = CPU.replicas().orElseThrow().kernels().get(0);
+        Random r = new Random(11);
+        float[] a = random(r, 8 * 256), b1 = random(r, 256 * 96), b2 = random(r, 256 * 96);
+        Storage s = home.empty(DType.F32, b1.length);
+        home.write(s, b1);
+        for (int i = 0; i < 3; i++) {
+            assertArrayEquals(expected(a, b1), times(replica, a, s), 1e-3f);
+        }
+        home.recycle(s);
+        Storage again = home.allocate(DType.F32, b2.length); // zeros, written by no kernel
+        assertSame(s, again);
+        for (int i = 0; i < 3; i++) {
+            assertArrayEquals(new float[8 * 96], times(replica, a, again), "use " + i + " after reuse");
+        }
+        home.recycle(again);
+    }
+
+    /** Storages of another dtype, or of another set of kernels, are closed, not kept. */
+    @Test
+    void onlyThisPoolsF32StoragesAreKept() {
+        Kernels home = CPU.kernels(), replica = CPU.replicas().orElseThrow().kernels().get(0);
+        Storage ints = home.allocate(DType.I32, 4);
+        home.recycle(ints);
+        assertNotSame(ints, home.allocate(DType.I32, 4));
+        Storage foreign = replica.empty(DType.F32, 16);
+        home.recycle(foreign);
+        assertThrows(CellarException.class, () -> replica.readFloats(foreign), "closed like any storage");
+        assertNotSame(foreign, home.empty(DType.F32, 16));
+    }
+}
