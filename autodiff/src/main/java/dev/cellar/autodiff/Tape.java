@@ -1127,6 +1127,9 @@ public final class Tape implements Ops, AutoCloseable {
         return sub(z, log(sum(exp(z), axis, true)));
     }
 
+    /** Each thread's array for the targets crossEntropy checks. */
+    private static final ThreadLocal<int[]> TARGETS = ThreadLocal.withInitial(() -> new int[0]);
+
     @Override
     public Tensor crossEntropy(Tensor logits, Tensor targets) {
         Var l = v(logits), t = v(targets);
@@ -1137,7 +1140,12 @@ public final class Tape implements Ops, AutoCloseable {
                     + ", got " + t.dtype + " " + t.shape);
         }
         int n = lead.size();
-        int[] ids = t.toInts();
+        int[] ids = TARGETS.get();
+        if (ids.length < n) {
+            ids = new int[n];
+            TARGETS.set(ids);
+        }
+        t.readIntsInto(ids); // read back only to check them: into this thread's array, not a new one each window
         for (int i = 0; i < n; i++) {
             if (ids[i] < 0 || ids[i] >= classes) {
                 throw new ShapeException("crossEntropy: target " + ids[i] + " at " + i + " outside 0.." + (classes - 1));

@@ -98,6 +98,14 @@ class Var implements Tensor {
         kernels.readDoubles(live(), dst);
     }
 
+    /** {@link #toInts()} into {@code dst}, which the caller reuses. */
+    void readIntsInto(int[] dst) {
+        if (dtype != DType.I32) {
+            throw new ShapeException("toInts() on a " + dtype + " tensor; use toFloats() or toDoubles()");
+        }
+        kernels.readInts(live(), dst);
+    }
+
     @Override
     public int[] toInts() {
         if (dtype != DType.I32) {

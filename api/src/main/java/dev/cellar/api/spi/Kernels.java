@@ -51,6 +51,12 @@ public interface Kernels {
 
     int[] readInts(Storage src);
 
+    /** {@link #readInts(Storage)} into {@code dst} (at least {@code src.size()} long), which the caller reuses. */
+    default void readInts(Storage src, int[] dst) {
+        int[] v = readInts(src);
+        System.arraycopy(v, 0, dst, 0, v.length);
+    }
+
     // ---------------------------------------------------------------- compute
     /** out[i] = op(x[i]) for i < n. */
     void unary(Unary op, Storage x, Storage out, int n);

@@ -67,7 +67,7 @@ final class CpuKernels extends ReferenceKernels {
     @Override
     public Storage allocate(DType dtype, int size) {
         if (dtype != DType.F32 || size <= 0) {
-            return super.allocate(dtype, size);
+            return dtype == DType.I32 && size > 0 ? ints(size) : super.allocate(dtype, size);
         }
         return storage(size, buffers.take(size, true));
     }
@@ -75,9 +75,34 @@ final class CpuKernels extends ReferenceKernels {
     @Override
     public Storage empty(DType dtype, int size) {
         if (dtype != DType.F32 || size <= 0) {
-            return super.allocate(dtype, size);
+            return allocate(dtype, size);
         }
         return storage(size, buffers.take(size, false));
+    }
+
+    /** Recycled I32 storages, with their arrays: a window's ids and targets, the same sizes every step. */
+    private final CpuStorage[] spareInts = new CpuStorage[16];
+    private int spareIntCount;
+
+    /** A zeroed I32 storage of {@code size}: a recycled one of that size when there is one. */
+    private Storage ints(int size) {
+        CpuStorage c = null;
+        synchronized (spare) {
+            for (int j = 0; j < spareIntCount; j++) {
+                if (spareInts[j].size == size) {
+                    c = spareInts[j];
+                    spareInts[j] = spareInts[--spareIntCount];
+                    spareInts[spareIntCount] = null;
+                    break;
+                }
+            }
+        }
+        if (c == null) {
+            return super.allocate(DType.I32, size);
+        }
+        c.reopen(size, null);
+        java.util.Arrays.fill(c.i, 0);
+        return c;
     }
 
     /**
@@ -105,6 +130,15 @@ final class CpuKernels extends ReferenceKernels {
 
     @Override
     public void recycle(Storage s) {
+        if (s instanceof CpuStorage c && c.dtype == DType.I32 && !c.closed() && c.size > 0) {
+            c.close();
+            synchronized (spare) {
+                if (spareIntCount < spareInts.length) {
+                    spareInts[spareIntCount++] = c;
+                }
+            }
+            return;
+        }
         if (!(s instanceof CpuStorage c) || c.dtype != DType.F32 || !c.from(buffers) || c.closed()) {
             s.close();
             return;

@@ -99,12 +99,21 @@ class ReferenceKernels implements Kernels {
 
     @Override
     public int[] readInts(Storage src) {
-        CpuStorage s = CpuStorage.of(src);
-        int[] out = new int[s.size];
-        for (int k = 0; k < out.length; k++) {
-            out[k] = (int) s.get(k);
-        }
+        int[] out = new int[CpuStorage.of(src).size];
+        readInts(src, out);
         return out;
+    }
+
+    @Override
+    public void readInts(Storage src, int[] dst) {
+        CpuStorage s = CpuStorage.of(src);
+        if (s.i != null) {
+            System.arraycopy(s.i, 0, dst, 0, s.size);
+            return;
+        }
+        for (int k = 0; k < s.size; k++) {
+            dst[k] = (int) s.get(k);
+        }
     }
 
     /** The meaning of each unary op. */

@@ -104,13 +104,34 @@ class RecycleTest {
         home.recycle(again);
     }
 
+    /** I32 storages (ids, targets) come back with their arrays, zeroed, for a request of their own size only. */
+    @Test
+    void aRecycledI32StorageComesBackZeroedForItsSize() {
+        Kernels k = CPU.kernels();
+        Storage ids = k.allocate(DType.I32, 4);
+        k.write(ids, new int[]{3, 1, 4, 1});
+        k.recycle(ids);
+        assertThrows(CellarException.class, () -> k.readInts(ids), "closed until it is handed out again");
+        Storage other = k.allocate(DType.I32, 5);
+        assertNotSame(ids, other, "another size: a new storage");
+        Storage again = k.empty(DType.I32, 4);
+        assertSame(ids, again);
+        assertArrayEquals(new int[4], k.readInts(again));
+        int[] into = new int[6];
+        k.write(again, new int[]{2, 7, 1, 8});
+        k.readInts(again, into);
+        assertArrayEquals(new int[]{2, 7, 1, 8, 0, 0}, into);
+        k.recycle(again);
+        k.recycle(other);
+    }
+
     /** Storages of another dtype, or of another set of kernels, are closed, not kept. */
     @Test
     void onlyThisPoolsF32StoragesAreKept() {
         Kernels home = CPU.kernels(), replica = CPU.replicas().orElseThrow().kernels().get(0);
-        Storage ints = home.allocate(DType.I32, 4);
-        home.recycle(ints);
-        assertNotSame(ints, home.allocate(DType.I32, 4));
+        Storage doubles = home.allocate(DType.F64, 4);
+        home.recycle(doubles);
+        assertNotSame(doubles, home.allocate(DType.F64, 4));
         Storage foreign = replica.empty(DType.F32, 16);
         home.recycle(foreign);
         assertThrows(CellarException.class, () -> replica.readFloats(foreign), "closed like any storage");
