@@ -623,7 +623,12 @@ public final class Tape implements Ops, AutoCloseable {
             return embedding(linear(src[0], w, tbias), src[1]);
         }
         int in = w.shape.dim(1), outF = w.shape.dim(0), rows = x.size() / Math.max(1, in);
-        Shape os = x.shape.with(-1, outF);
+        if (x.shape != linearFrom || outF != linearOut) { // a recurrence's products: one shape at every step
+            linearFrom = x.shape;
+            linearOut = outF;
+            linearShape = x.shape.with(-1, outF);
+        }
+        Shape os = linearShape;
         if (b != null && b.shape.rank() >= 2 && b.shape.equals(os) && b.dtype == x.dtype) {
             // b of the output's own shape (a recurrence's input projection at this step, addmm's input): copied into
             // the output and the product added onto it, where a product and then an addition made two (B, out)
@@ -645,6 +650,10 @@ public final class Tape implements Ops, AutoCloseable {
         }
         return linearRecord(y, x, w, rows, in, outF, b);
     }
+
+    /** The last linear's input shape and output width, and its output shape. */
+    private Shape linearFrom, linearShape;
+    private int linearOut = -1;
 
     /** Records y = x W^T (+ b): gradients for x, W and, when there is one, the bias. */
     private Var linearRecord(Var y, Var x, Var w, int rows, int in, int outF, Var b) {
@@ -1412,11 +1421,18 @@ public final class Tape implements Ops, AutoCloseable {
                 return in[i].requiresGrad;
             }
         };
-        List<Tensor> outs = noGrad(() -> op.forward(ctx, List.of(inputs)));
+        List<Tensor> outs;
+        boolean was = gradEnabled; // noGrad's, without a lambda at every time step of a recurrence
+        gradEnabled = false;
+        try {
+            outs = op.forward(ctx, List.of(inputs));
+        } finally {
+            gradEnabled = was;
+        }
         if (outs == null || outs.isEmpty()) {
             throw new CellarException("custom op '" + op.name() + "' returned no outputs");
         }
-        List<Tensor> result = new ArrayList<>(outs.size());
+        Var[] result = new Var[outs.size()];
         Var[] outVars = new Var[outs.size()];
         Var[] pending = new Var[outs.size()];
         for (int i = 0; i < outs.size(); i++) {
@@ -1426,19 +1442,19 @@ public final class Tape implements Ops, AutoCloseable {
         for (int i = 0; i < outVars.length; i++) {
             final int oi = i;
             Var o = view(outVars[i], outVars[i].shape);
-            result.add(record(o, g -> {
+            result[i] = record(o, g -> {
                 pending[oi] = g;
                 root(g).retained = true;
                 for (int j = 0; j < pending.length; j++) {
-                    if (j != oi && result.get(j) instanceof Var r && r.node != null && pending[j] == null && gradsLeft.contains(r)) {
+                    if (j != oi && result[j].node != null && pending[j] == null && gradsLeft.contains(result[j])) {
                         return new Var[in.length]; // wait for the other outputs' gradients
                     }
                 }
-                List<Tensor> gs = new ArrayList<>();
+                Tensor[] gs = new Tensor[pending.length];
                 for (int j = 0; j < pending.length; j++) {
-                    gs.add(pending[j] != null ? pending[j] : alloc(outVars[j].shape, outVars[j].dtype));
+                    gs[j] = pending[j] != null ? pending[j] : alloc(outVars[j].shape, outVars[j].dtype);
                 }
-                List<Tensor> back = op.backward(ctx, gs);
+                List<Tensor> back = op.backward(ctx, List.of(gs));
                 if (back == null || back.size() != in.length) {
                     throw new CellarException("custom op '" + op.name() + "' backward returned "
                             + (back == null ? "null" : back.size() + " gradients") + " for " + in.length + " inputs");
@@ -1456,9 +1472,9 @@ public final class Tape implements Ops, AutoCloseable {
                     }
                 }
                 return r;
-            }, in));
+            }, in);
         }
-        return result;
+        return List.of(result);
     }
 
     /** Vars whose gradients are still expected during the running backward pass. */
