@@ -26,8 +26,8 @@ public interface CustomOp {
     List<Tensor> forward(Context ctx, List<Tensor> inputs);
 
     /**
-     * Given one gradient per output (zeros where an output was unused), returns one gradient per input, in order, each
-     * with that input's shape; null for an input that needs none (e.g. I32 ids).
+     * Given one gradient per output (zeros where an output was unused; an unmodifiable list), returns one gradient per
+     * input, in order, each with that input's shape; null for an input that needs none (e.g. I32 ids).
      */
     List<Tensor> backward(Context ctx, List<Tensor> gradOutputs);
 

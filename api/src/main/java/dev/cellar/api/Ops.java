@@ -192,13 +192,17 @@ public interface Ops {
     /** True in training mode (dropout active). */
     boolean training();
 
-    /** Runs a user-defined op; its backward takes part in differentiation like a primitive. */
+    /**
+     * Runs a user-defined op; its backward takes part in differentiation like a primitive. Returns the op's outputs
+     * in an unmodifiable list.
+     */
     List<Tensor> custom(CustomOp op, Tensor... inputs);
 
     /**
      * Runs the backend's fused kernel {@code name} (see {@link dev.cellar.api.spi.Kernels#fused}) on the inputs and
-     * returns new outputs of the given shapes, or empty when the backend has no kernel of that name. Records no
-     * gradient: call it inside a {@link CustomOp}'s forward or backward, with the composed ops as the fallback.
+     * returns new outputs of the given shapes (an unmodifiable list), or empty when the backend has no kernel of that
+     * name. Records no gradient: call it inside a {@link CustomOp}'s forward or backward, with the composed ops as the
+     * fallback.
      */
     java.util.Optional<List<Tensor>> fused(String name, List<Tensor> inputs, List<Shape> outputs, int... dims);
 

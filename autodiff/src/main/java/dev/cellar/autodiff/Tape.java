@@ -1613,6 +1613,7 @@ public final class Tape implements Ops, AutoCloseable {
             ref(g);
             return;
         }
+        Var replaced = null;
         if (old == null || !old.ownedGrad) { // a buffer of our own that later contributions update in place
             // zeroed only when the first contribution is a region; a whole one is copied in instead of added to zeros
             Var sum = old == null ? alloc(target.shape, target.dtype) : allocFull(target.shape, target.dtype);
@@ -1623,11 +1624,14 @@ public final class Tape implements Ops, AutoCloseable {
                 int[] st = strides(target.shape);
                 k.copy(old.storage, 0, st, sum.storage, 0, st, target.shape);
                 unref(old);
-                releaseIfDead(old);
+                replaced = old;
             }
             old = sum;
         }
         addInto(old.storage, old.shape, g);
+        if (replaced != null) { // after the addition: g may be the replaced gradient itself (add(y, y))
+            releaseIfDead(replaced);
+        }
     }
 
     /** buffer (of {@code shape}) += g, where g is a whole gradient or a region of one. */
@@ -1701,7 +1705,7 @@ public final class Tape implements Ops, AutoCloseable {
                 for (int i = mark; i < owned.size(); i++) {
                     Var x = owned.get(i);
                     if (x.depth >= myDepth && !x.kept) {
-                        release(x);
+                        releaseClosing(x);
                     } else {
                         survivors.add(x);
                     }
@@ -1713,12 +1717,26 @@ public final class Tape implements Ops, AutoCloseable {
     }
 
     /**
-     * Gives x's buffer back for good. x owns it (views and regions of x check x's storage before they use theirs), and
-     * no reference to it survives here, so the backend may reuse the storage object too ({@link Kernels#recycle}).
+     * Gives x's buffer back for good, and the storage object with it ({@link Kernels#recycle}): x owns it, and this is
+     * a point where nothing can use it any more - the tape's close, which drops the graph, and backward's own
+     * gradients and temporaries, which no pending gradient refers to. (A view of x shares the object: the API checks
+     * x's storage before a view's is used, but a recorded op's backward reads its vars' storages directly.)
      */
     private void release(Var x) {
         if (x.storage != null) {
             x.kernels.recycle(x.storage);
+            x.storage = null;
+        }
+    }
+
+    /**
+     * {@link #release} for a scope's close, which may free forward values that the graph still records (a view kept
+     * out of the scope, read by a later backward): closed, not recycled, so that such a use fails with "storage used
+     * after close" instead of reading whatever the storage object held next.
+     */
+    private void releaseClosing(Var x) {
+        if (x.storage != null) {
+            x.storage.close();
             x.storage = null;
         }
     }

@@ -419,6 +419,45 @@ class TapeTest {
         }
     }
 
+    /** y + y of a recorded y: the two contributions to y's gradient are the same tensor, summed before either is freed. */
+    @Test
+    void aGradientAddedToItselfIsSummedBeforeItIsReleased() {
+        try (Tape t = Tape.on(REF, DType.F64, 0)) {
+            Tensor x = t.leaf(new double[]{0.3, -0.7}, Shape.of(2));
+            Tensor y = t.tanh(x);
+            t.backward(t.sum(t.tanh(t.add(y, y)), 0, false)); // d/dx tanh(2 tanh x) = (1 - tanh(2y)^2) 2 (1 - y^2)
+            double[] g = t.grad(x).toDoubles();
+            for (int i = 0; i < 2; i++) {
+                double yi = Math.tanh(new double[]{0.3, -0.7}[i]), z = Math.tanh(2 * yi);
+                assertEquals((1 - z * z) * 2 * (1 - yi * yi), g[i], 1e-12, "gradient " + i);
+            }
+        }
+    }
+
+    /**
+     * A scope that frees a value its kept result's graph still reads (through a view) makes the later backward fail
+     * with the use-after-close error, on the cpu backend too, whose tape recycles the storages it releases: a scope's
+     * release closes, and the freed storage is not handed to the next allocation of its size.
+     */
+    @Test
+    void aScopesFreedValueReadByALaterBackwardFailsInsteadOfReadingAnotherTensor() {
+        dev.cellar.api.spi.Backend cpu = dev.cellar.api.spi.Backends.select(
+                dev.cellar.api.spi.Backends.discover(TapeTest.class.getClassLoader()), "cpu", null)
+                .open(dev.cellar.api.spi.BackendConfig.defaults());
+        try (cpu; Tape t = Tape.on(cpu)) {
+            Tensor x = t.leaf(new double[]{0.1, 0.2, 0.3, 0.4, 0.5, 0.6}, Shape.of(6));
+            Tensor loss;
+            try (dev.cellar.api.Scope s = t.scope()) {
+                Tensor r = t.reshape(t.tanh(x), Shape.of(2, 3)); // a view of tanh's output, which the scope frees
+                loss = s.keep(t.sum(t.mul(r, r)));
+            }
+            Tensor other = t.exp(x); // as many elements as the freed output
+            assertEquals(6, other.toFloats().length);
+            CellarException e = assertThrows(CellarException.class, () -> t.backward(loss));
+            assertTrue(e.getMessage().contains("used after close"), e.getMessage());
+        }
+    }
+
     /** A custom op's saved() holds what forward saved, in order and across save calls, and the op cannot change it. */
     @Test
     void aCustomOpsSavedTensorsAreReadOnlyAndInOrder() {

@@ -80,7 +80,12 @@ final class CpuKernels extends ReferenceKernels {
         return storage(size, buffers.take(size, false));
     }
 
-    /** Recycled I32 storages, with their arrays: a window's ids and targets, the same sizes every step. */
+    /**
+     * Recycled I32 storages, with their arrays: a window's ids and targets, the same sizes every step. Only up to
+     * 2^20 ids each (4 MB; the reference's window is 3,200 a replica), since the pool's emptying under memory pressure
+     * does not reach them.
+     */
+    private static final int MAX_SPARE_INTS = 1 << 20;
     private final CpuStorage[] spareInts = new CpuStorage[16];
     private int spareIntCount;
 
@@ -130,7 +135,7 @@ final class CpuKernels extends ReferenceKernels {
 
     @Override
     public void recycle(Storage s) {
-        if (s instanceof CpuStorage c && c.dtype == DType.I32 && !c.closed() && c.size > 0) {
+        if (s instanceof CpuStorage c && c.dtype == DType.I32 && !c.closed() && c.size > 0 && c.size <= MAX_SPARE_INTS) {
             c.close();
             synchronized (spare) {
                 if (spareIntCount < spareInts.length) {
