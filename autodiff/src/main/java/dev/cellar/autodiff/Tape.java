@@ -206,22 +206,29 @@ public final class Tape implements Ops, AutoCloseable {
         }
     }
 
-    /** Records {@code out} as computed from {@code inputs} when any of them requires a gradient. */
     /**
      * A cleared array of n for a backward closure's result, the same one for every node of that arity: backward reads
-     * a node's result before it runs the next node (no closure runs another's), and clears it after. A new array per node was 5-10% of the bytes a
-     * recurrence's training step allocated.
+     * a node's result before it runs the next node (no closure runs another's), and clears it after. A new array per
+     * node was 5-10% of the bytes a recurrence's training step allocated.
      */
     private Var[] grads(int n) {
-        if (n >= gradArrays.length) {
-            return new Var[n];
+        return reused(gradArrays, n, Var[]::new);
+    }
+
+    /**
+     * {@code cache}'s array of length n, cleared (a failed call may have left one filled), made on first use; a new one
+     * for n past the cache's end. For arrays that live only while one call reads them.
+     */
+    private static <T> T[] reused(T[][] cache, int n, java.util.function.IntFunction<T[]> make) {
+        if (n >= cache.length) {
+            return make.apply(n);
         }
-        Var[] a = gradArrays[n];
+        T[] a = cache[n];
         if (a == null) {
-            a = new Var[n];
-            gradArrays[n] = a;
+            a = make.apply(n);
+            cache[n] = a;
         } else {
-            java.util.Arrays.fill(a, null); // cleared here too: a failed backward may have left one filled
+            java.util.Arrays.fill(a, null);
         }
         return a;
     }
@@ -241,6 +248,7 @@ public final class Tape implements Ops, AutoCloseable {
         return r;
     }
 
+    /** Records {@code out} as computed from {@code inputs} when any of them requires a gradient. */
     private Var record(Var out, Var.Backward backward, Var... inputs) {
         if (!gradEnabled) {
             return out;
@@ -381,7 +389,6 @@ public final class Tape implements Ops, AutoCloseable {
         return out;
     }
 
-    /** C = op(A) @ op(B) for (batch, m, k) problems; b shared when strideB is 0. */
     /**
      * The GEMMs' specs, shared by all tapes: a recurrence asks for the same few at every time step, and a new record per
      * product was 4% of the bytes an RNN step allocated. Racy on purpose: a slot holds some immutable spec or null, and
@@ -401,6 +408,7 @@ public final class Tape implements Ops, AutoCloseable {
         return s;
     }
 
+    /** C = op(A) @ op(B) for (batch, m, k) problems; b shared when strideB is 0. */
     private Var rawGemm(Var a, Var b, int batch, int m, int n, int kk, boolean ta, boolean tb, int strideA, int strideB,
                         Shape outShape) {
         Var out = allocFull(outShape, a.dtype);
@@ -1338,7 +1346,7 @@ public final class Tape implements Ops, AutoCloseable {
         }
         // the argument arrays are this tape's, reused call after call (a kernel reads them only while it runs): new
         // ones, and a list for the outputs, were 6% of the bytes an LSTM step allocated
-        Storage[] in = args(fusedIns, inputs.size()), out = args(fusedOuts, outputs.size());
+        Storage[] in = reused(fusedIns, inputs.size(), Storage[]::new), out = reused(fusedOuts, outputs.size(), Storage[]::new);
         DType dt = inputs.isEmpty() ? dtype : v(inputs.get(0)).dtype;
         Tensor[] outs = new Tensor[out.length];
         try {
@@ -1388,26 +1396,13 @@ public final class Tape implements Ops, AutoCloseable {
         }
     }
 
-    /** {@code cache}'s array of length n, made on first use (a new one past its end). */
-    private static Storage[] args(Storage[][] cache, int n) {
-        if (n >= cache.length) {
-            return new Storage[n];
-        }
-        Storage[] a = cache[n];
-        if (a == null) {
-            a = new Storage[n];
-            cache[n] = a;
-        }
-        return a;
-    }
-
     /**
      * A one-output fused backward over (y, g) of y's shape, such as tanh's dx = g (1 - y^2), called with argument arrays
      * this tape reuses: through {@link #fused} its lists and arrays were 6% of the bytes an RNN step allocated.
      */
     private Var fusedBackward(dev.cellar.api.spi.FusedKernel f, Var y, Var g) {
         Var dx = allocFull(y.shape, y.dtype);
-        Storage[] in = fusedIn, out = fusedOut;
+        Storage[] in = reused(fusedIns, 2, Storage[]::new), out = reused(fusedOuts, 1, Storage[]::new);
         in[0] = y.storage;
         in[1] = g.storage;
         out[0] = dx.storage;
@@ -1421,7 +1416,6 @@ public final class Tape implements Ops, AutoCloseable {
         return dx;
     }
 
-    private final Storage[] fusedIn = new Storage[2], fusedOut = new Storage[1];
     private final int[] fusedDims = new int[2];
 
     @Override
