@@ -31,24 +31,6 @@ class CpuReplicasTest {
         CPU.close();
     }
 
-    private static float[] random(Random r, int n) {
-        float[] x = new float[n];
-        for (int i = 0; i < n; i++) {
-            x[i] = (float) r.nextGaussian();
-        }
-        return x;
-    }
-
-    private static float[] mm(Kernels k, MatmulSpec s, float[] a, Storage b) {
-        Storage sa = k.allocate(DType.F32, a.length), sc = k.allocate(DType.F32, s.m() * s.n());
-        k.write(sa, a);
-        k.matmul(s, sa, b, sc);
-        float[] out = k.readFloats(sc);
-        sa.close();
-        sc.close();
-        return out;
-    }
-
     /**
      * A (256, 96) weight read as B both ways (x W^T forward, g W backward: two packs of different sizes), three times
      * each, by all three sets at once: every product equals cpu-reference's, and the weight's own pack cache, which
@@ -63,20 +45,20 @@ class CpuReplicasTest {
         Storage w = CPU.kernels().allocate(DType.F32, out * in);
         MatmulSpec fwd = new MatmulSpec(1, rows, out, in, false, true, 0, 0, false); // x (rows, in) @ W^T
         MatmulSpec bwd = new MatmulSpec(1, rows, in, out, false, false, 0, 0, false); // g (rows, out) @ W
-        float[] x = random(r, rows * in), g = random(r, rows * out);
+        float[] x = Matrices.random(r, rows * in), g = Matrices.random(r, rows * out);
         for (int round = 0; round < 2; round++) {
-            float[] wv = random(r, out * in);
+            float[] wv = Matrices.random(r, out * in);
             CPU.kernels().write(w, wv);
             Storage wr = REF.allocate(DType.F32, wv.length);
             REF.write(wr, wv);
-            float[] wantF = mm(REF, fwd, x, wr), wantB = mm(REF, bwd, g, wr);
+            float[] wantF = Matrices.times(REF, fwd, x, wr), wantB = Matrices.times(REF, bwd, g, wr);
             AtomicInteger checked = new AtomicInteger();
             int rnd = round;
             rs.run(3, set -> {
                 Kernels k = rs.kernels().get(set);
                 for (int rep = 0; rep < 3; rep++) {
-                    close(wantF, mm(k, fwd, x, w), "round " + rnd + " set " + set + " forward " + rep);
-                    close(wantB, mm(k, bwd, g, w), "round " + rnd + " set " + set + " backward " + rep);
+                    close(wantF, Matrices.times(k, fwd, x, w), "round " + rnd + " set " + set + " forward " + rep);
+                    close(wantB, Matrices.times(k, bwd, g, w), "round " + rnd + " set " + set + " backward " + rep);
                     checked.incrementAndGet();
                 }
             });

@@ -30,14 +30,6 @@ class GemmPathsTest {
         return new CpuKernels(vector ? new VectorGemm() : new ScalarGemm(), vector ? new VectorPointwise() : new ScalarPointwise(), pool, 2);
     }
 
-    private static float[] random(Random r, int n) {
-        float[] x = new float[n];
-        for (int i = 0; i < n; i++) {
-            x[i] = (float) r.nextGaussian();
-        }
-        return x;
-    }
-
     private static float[] mm(Kernels k, MatmulSpec s, float[] a, float[] b, float[] c0, Storage keepB) {
         Storage sa = k.allocate(DType.F32, a.length), sc = k.allocate(DType.F32, c0.length);
         Storage sb = keepB != null ? keepB : k.allocate(DType.F32, b.length);
@@ -71,7 +63,7 @@ class GemmPathsTest {
             for (int t = 0; t < 16; t++) {
                 boolean ta = (t & 1) != 0, tb = (t & 2) != 0, acc = (t & 4) != 0, sharedB = (t & 8) != 0;
                 MatmulSpec s = new MatmulSpec(batch, m, n, kk, ta, tb, m * kk, sharedB ? 0 : kk * n, acc);
-                float[] a = random(r, batch * m * kk), b = random(r, (sharedB ? 1 : batch) * kk * n), c = random(r, batch * m * n);
+                float[] a = Matrices.random(r, batch * m * kk), b = Matrices.random(r, (sharedB ? 1 : batch) * kk * n), c = Matrices.random(r, batch * m * n);
                 assertClose(mm(REF, s, a, b, c, null), mm(k, s, a, b, c, null), kk, "batch " + batch + " of " + m + "x" + n + "x"
                         + kk + " transA=" + ta + " transB=" + tb + " acc=" + acc + " sharedB=" + sharedB);
             }
@@ -93,7 +85,7 @@ class GemmPathsTest {
             for (int t = 0; t < 8; t++) {
                 boolean ta = (t & 1) != 0, tb = (t & 2) != 0, acc = (t & 4) != 0;
                 MatmulSpec s = new MatmulSpec(1, m, n, kk, ta, tb, 0, 0, acc);
-                float[] a = random(r, m * kk), b = random(r, kk * n), c = random(r, m * n);
+                float[] a = Matrices.random(r, m * kk), b = Matrices.random(r, kk * n), c = Matrices.random(r, m * n);
                 assertClose(mm(REF, s, a, b, c, null), mm(k, s, a, b, c, null), kk,
                         m + "x" + n + "x" + kk + " transA=" + ta + " transB=" + tb + " acc=" + acc);
             }
@@ -107,8 +99,8 @@ class GemmPathsTest {
         Random r = new Random(11);
         int m = 8, n = 96, kk = 80;
         MatmulSpec s = new MatmulSpec(1, m, n, kk, false, true, 0, 0, false);
-        float[] a = random(r, m * kk);
-        float[] w = random(r, kk * n);
+        float[] a = Matrices.random(r, m * kk);
+        float[] w = Matrices.random(r, kk * n);
         Storage weight = k.allocate(DType.F32, w.length);
         k.write(weight, w);
         for (int use = 0; use < 3; use++) { // the second use caches the pack, the third reads it
@@ -116,7 +108,7 @@ class GemmPathsTest {
                     "use " + use);
         }
         // an optimizer-style host write
-        w = random(r, kk * n);
+        w = Matrices.random(r, kk * n);
         k.write(weight, w);
         assertClose(mm(REF, s, a, w, new float[m * n], null), mm(k, s, a, w, new float[m * n], weight), kk,
                 "after write");
@@ -132,7 +124,7 @@ class GemmPathsTest {
                 "after an in-place kernel");
         // the same weight read the other way round (forward W^T, backward W) and back: the cached pack follows
         MatmulSpec straight = new MatmulSpec(1, m, kk, n, false, false, 0, 0, false);
-        float[] a2 = random(r, m * n);
+        float[] a2 = Matrices.random(r, m * n);
         for (int use = 0; use < 4; use++) {
             assertClose(mm(REF, straight, a2, w, new float[m * kk], null), mm(k, straight, a2, w, new float[m * kk], weight), n,
                     "untransposed use " + use);

@@ -31,24 +31,9 @@ class RecycleTest {
         CPU.close();
     }
 
-    private static float[] random(Random r, int n) {
-        float[] x = new float[n];
-        for (int i = 0; i < n; i++) {
-            x[i] = (float) r.nextGaussian();
-        }
-        return x;
-    }
-
     /** C = A (8, 256) @ B (256, 96) on {@code k} with {@code b} as B, into a fresh C. */
     private static float[] times(Kernels k, float[] a, Storage b) {
-        MatmulSpec s = MatmulSpec.of(8, 96, 256);
-        Storage sa = k.allocate(DType.F32, a.length), sc = k.allocate(DType.F32, 8 * 96);
-        k.write(sa, a);
-        k.matmul(s, sa, b, sc);
-        float[] out = k.readFloats(sc);
-        sa.close();
-        sc.close();
-        return out;
+        return Matrices.times(k, MatmulSpec.of(8, 96, 256), a, b);
     }
 
     private static float[] expected(float[] a, float[] b) {
@@ -61,7 +46,7 @@ class RecycleTest {
     void aRecycledStorageIsReusedAndForgetsWhatWasCachedOnIt() {
         Kernels k = CPU.kernels();
         Random r = new Random(7);
-        float[] a = random(r, 8 * 256), b1 = random(r, 256 * 96), b2 = random(r, 256 * 96);
+        float[] a = Matrices.random(r, 8 * 256), b1 = Matrices.random(r, 256 * 96), b2 = Matrices.random(r, 256 * 96);
         Storage s = k.empty(DType.F32, b1.length);
         k.write(s, b1);
         for (int i = 0; i < 3; i++) { // from the second use B's pack is cached in the storage
@@ -89,7 +74,7 @@ class RecycleTest {
     void aReplicasPackOfARecycledStorageIsNotReused() {
         Kernels home = CPU.kernels(), replica = CPU.replicas().orElseThrow().kernels().get(0);
         Random r = new Random(11);
-        float[] a = random(r, 8 * 256), b1 = random(r, 256 * 96), b2 = random(r, 256 * 96);
+        float[] a = Matrices.random(r, 8 * 256), b1 = Matrices.random(r, 256 * 96), b2 = Matrices.random(r, 256 * 96);
         Storage s = home.empty(DType.F32, b1.length);
         home.write(s, b1);
         for (int i = 0; i < 3; i++) {
