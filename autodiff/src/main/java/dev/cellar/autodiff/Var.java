@@ -100,18 +100,20 @@ class Var implements Tensor {
 
     /** {@link #toInts()} into {@code dst}, which the caller reuses. */
     void readIntsInto(int[] dst) {
-        if (dtype != DType.I32) {
-            throw new ShapeException("toInts() on a " + dtype + " tensor; use toFloats() or toDoubles()");
-        }
-        kernels.readInts(live(), dst);
+        kernels.readInts(liveInts(), dst);
     }
 
     @Override
     public int[] toInts() {
+        return kernels.readInts(liveInts());
+    }
+
+    /** {@link #live()} of an I32 tensor; any other dtype is an error. */
+    private Storage liveInts() {
         if (dtype != DType.I32) {
             throw new ShapeException("toInts() on a " + dtype + " tensor; use toFloats() or toDoubles()");
         }
-        return kernels.readInts(live());
+        return live();
     }
 
     /** Gradient as a detached tensor, for Param.grad(). */
