@@ -48,6 +48,8 @@ public final class Tape implements Ops, AutoCloseable {
     private boolean gradEnabled = true;
     private boolean training = true;
     private int depth;
+    /** Why a kernel graph could not replay this tape's pass (host-side work on random numbers or data), or null. */
+    private String notReplayable;
 
     /** The backend's own kernels, whose tensors (params) a replica's tape reads too; {@link #k} on other tapes. */
     private final Kernels home;
@@ -94,6 +96,23 @@ public final class Tape implements Ops, AutoCloseable {
             throw new CellarException("those kernels are not one of backend " + backend.id() + "'s replica sets (Backend.replicas())");
         }
         return new Tape(backend, kernels, dtype, seed, true);
+    }
+
+    /** A replica-style tape (leaf gradients kept to itself) over a {@link KernelGraph}'s recording kernels. */
+    static Tape recording(Backend backend, Kernels kernels, long seed) {
+        return new Tape(backend, kernels, DType.F32, seed, true);
+    }
+
+    /** This replica-style tape's leaf gradients, handed over: the tape forgets them (its close leaves them alone). */
+    Map<Var, Storage> takeLeafGradients() {
+        Map<Var, Storage> out = new IdentityHashMap<>(leafGrads);
+        leafGrads.clear();
+        return out;
+    }
+
+    /** Why a replay of this tape's kernel calls would not redo its pass (it drew dropout masks...), or null. */
+    String notReplayable() {
+        return notReplayable;
     }
 
     /**
@@ -269,7 +288,7 @@ public final class Tape implements Ops, AutoCloseable {
     @Override
     public Tensor constant(double[] values, Shape shape) {
         checkCount(values.length, shape);
-        Var v = alloc(shape);
+        Var v = allocFull(shape, dtype); // the write fills it
         k.write(v.storage, values);
         return v;
     }
@@ -277,7 +296,7 @@ public final class Tape implements Ops, AutoCloseable {
     @Override
     public Tensor constant(float[] values, Shape shape) {
         checkCount(values.length, shape);
-        Var v = alloc(shape);
+        Var v = allocFull(shape, dtype); // the write fills it
         k.write(v.storage, values);
         return v;
     }
@@ -1149,6 +1168,7 @@ public final class Tape implements Ops, AutoCloseable {
             return t;
         }
         Var x = v(t);
+        notReplayable = "drew dropout masks on the host";
         double[] mask = new double[x.size()];
         double keep = 1.0 / (1.0 - p);
         for (int i = 0; i < mask.length; i++) {
@@ -1196,7 +1216,12 @@ public final class Tape implements Ops, AutoCloseable {
             ids = new int[n];
             TARGETS.set(ids);
         }
-        t.readIntsInto(ids); // read back only to check them: into this thread's array, not a new one each window
+        // read back only to check them: into this thread's array, not a new one each window
+        if (k instanceof KernelGraph.Recorder r) {
+            r.readToCheck(t.liveInts(), ids); // a check a replay can skip: it decides nothing the kernels are asked
+        } else {
+            t.readIntsInto(ids);
+        }
         for (int i = 0; i < n; i++) {
             if (ids[i] < 0 || ids[i] >= classes) {
                 throw new ShapeException("crossEntropy: target " + ids[i] + " at " + i + " outside 0.." + (classes - 1));
@@ -1206,6 +1231,7 @@ public final class Tape implements Ops, AutoCloseable {
             // one pass forward and one backward instead of a dozen (N, V) temporaries: what word-level training needs
             return mean(custom(new FusedCrossEntropy(n, classes), l, t).get(0));
         }
+        notReplayable = "computed the targets' indices on the host (no fused cross_entropy kernel)";
         int[] flat = new int[n]; // the targets' indices into the flattened logits
         for (int i = 0; i < n; i++) {
             flat[i] = i * classes + ids[i];
@@ -1621,7 +1647,8 @@ public final class Tape implements Ops, AutoCloseable {
         if (target.node == null) { // a leaf: params and gradcheck inputs keep their gradient across backward calls
             Storage buffer = leafGrads == null ? target.grad : leafGrads.get(target);
             if (buffer == null) {
-                buffer = k.allocate(target.dtype, target.size());
+                // zeroed only when the first contribution is a region; a whole one is copied in
+                buffer = g instanceof Var.Partial ? k.allocate(target.dtype, target.size()) : k.empty(target.dtype, target.size());
                 if (leafGrads == null) {
                     target.grad = buffer;
                 } else {
@@ -1765,7 +1792,11 @@ public final class Tape implements Ops, AutoCloseable {
      */
     private void releaseClosing(Var x) {
         if (x.storage != null) {
-            x.storage.close();
+            if (x.kernels instanceof KernelGraph.Recorder) {
+                x.kernels.recycle(x.storage); // a graph keeps every buffer its pass made
+            } else {
+                x.storage.close();
+            }
             x.storage = null;
         }
     }

@@ -109,7 +109,7 @@ class Var implements Tensor {
     }
 
     /** {@link #live()} of an I32 tensor; any other dtype is an error. */
-    private Storage liveInts() {
+    Storage liveInts() {
         if (dtype != DType.I32) {
             throw new ShapeException("toInts() on a " + dtype + " tensor; use toFloats() or toDoubles()");
         }

@@ -5,8 +5,10 @@ import dev.cellar.api.ShapeException;
 import dev.cellar.api.Shape;
 import dev.cellar.api.Tensor;
 import dev.cellar.api.spi.Backend;
+import dev.cellar.api.spi.Kernels;
 import dev.cellar.api.spi.Replicas;
 import dev.cellar.api.spi.State;
+import dev.cellar.autodiff.KernelGraph;
 import dev.cellar.autodiff.Tape;
 
 import java.util.ArrayList;
@@ -14,6 +16,7 @@ import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.function.IntConsumer;
 
 /**
  * The forward and backward pass of one training window, with the state carried over from the window before, as
@@ -28,6 +31,13 @@ import java.util.Map;
  * the masks, and the run, depend on the number of replicas. At the reference shapes, a recurrence's per-step products
  * (64 x 256 by 256 x 1024) are too small to split across threads without the threads waiting for each other at every
  * op. A cell whose state is not batch-first ({@link dev.cellar.api.spi.Cell#initialState}) stays on one tape.
+ * <p>
+ * Training windows after the first replay it ({@link KernelGraph}): the first window's forward and backward run on
+ * tapes whose kernel calls are recorded, and every later window refills the recorded inputs (its ids and targets,
+ * the carried state) and runs the same calls over the same buffers, with no tape, no graph objects and no garbage.
+ * Every window has the same shapes, so the calls are the same; the results equal the tapes' bit for bit. A model
+ * whose window draws random numbers (dropout) cannot be replayed and stays on tapes, as does a step made with
+ * {@code graphs} false.
  */
 public final class TrainStep {
     /** The fewest rows a replica takes: the GEMM's widest micro-kernel takes 8 rows at a time. */
@@ -46,7 +56,33 @@ public final class TrainStep {
     /** Whole-batch state to start from instead of zeros (a resumed checkpoint's), or null. */
     private Map<String, double[]> pending;
 
+    /** Whether training windows are captured and replayed; false from the start, or once a window could not be. */
+    private boolean useGraphs;
+    /** Each part's recorded training window, or null before the first (and on tapes). */
+    private KernelGraph[] graphs;
+    /** Each part's ids and targets as its graph writes them (the part arrays, or copies of a whole window). */
+    private int[][] graphIds, graphTargets;
+    /** Part p's state tensor j (layers in order, then each layer's tensors) as its graph writes it, and its shape. */
+    private float[][][] stateIn;
+    private Shape[][] stateShapes;
+    /** The number of state tensors of each layer, and each state tensor's key in {@link #state()}. */
+    private int[] stateCounts;
+    private String[] stateKeys;
+    /** Whether part p's graph reads state input j (a transformer's carried cache is never read). */
+    private boolean[][] stateRead;
+    /** Part p's kept loss and output state after each replay, and the output state as the carried states. */
+    private Tensor[] lossOut;
+    private Tensor[][] stateOut;
+    private List<List<State>> graphState;
+    private final float[] lossValue = new float[1];
+    private final IntConsumer replayPart = p -> graphs[p].replay();
+
     public TrainStep(LanguageModel model, Backend backend, int batch, int seq) {
+        this(model, backend, batch, seq, !Boolean.getBoolean("cellar.noGraphs"));
+    }
+
+    /** With {@code graphs} false, every window runs on tapes (as the first does). */
+    public TrainStep(LanguageModel model, Backend backend, int batch, int seq, boolean graphs) {
         this.model = model;
         this.backend = backend;
         this.batch = batch;
@@ -67,6 +103,7 @@ public final class TrainStep {
             partIds[p] = new int[(rows[p + 1] - rows[p]) * seq];
             partTargets[p] = new int[partIds[p].length];
         }
+        this.useGraphs = graphs;
     }
 
     /** Whether every tensor of the model's initial state for {@code rows} rows has them as its first dimension. */
@@ -114,6 +151,12 @@ public final class TrainStep {
         if (ids.length != batch * seq || targets.length != batch * seq) {
             throw new ShapeException("a window of batch " + batch + " x " + seq + " needs " + batch * seq + " ids and targets, got "
                     + ids.length + " and " + targets.length);
+        }
+        if (train && useGraphs) {
+            return graphs == null ? capture(ids, targets, seed) : replay(ids, targets);
+        }
+        if (graphs != null) { // evaluation on a training step: its state, as values, is where the tapes start
+            leaveGraphs();
         }
         int parts = parts();
         List<List<State>> next = new ArrayList<>(parts);
@@ -191,6 +234,235 @@ public final class TrainStep {
         double l = loss.item();
         next.set(p, carry(tape, o.state()));
         return whole ? l : l * n / batch;
+    }
+
+    /** Whether this step replays its training windows (after the first) instead of running them on tapes. */
+    public boolean replaying() {
+        return graphs != null;
+    }
+
+    private Kernels kernels(int p) {
+        return replicas != null ? replicas.kernels().get(p) : backend.kernels();
+    }
+
+    /**
+     * The first training window, on tapes that record their kernel calls: each part's state comes in through host
+     * arrays (from the carried state, a restored one, or zeros), which later windows refill before they replay.
+     */
+    private double capture(int[] ids, int[] targets, long seed) {
+        int parts = parts();
+        graphIds = new int[parts][];
+        graphTargets = new int[parts][];
+        stateIn = new float[parts][][];
+        stateShapes = new Shape[parts][];
+        stateRead = new boolean[parts][];
+        lossOut = new Tensor[parts];
+        stateOut = new Tensor[parts][];
+        List<List<State>> outs = new ArrayList<>(parts);
+        KernelGraph[] gs = new KernelGraph[parts];
+        for (int p = 0; p < parts; p++) {
+            int n = rows[p + 1] - rows[p];
+            graphIds[p] = parts > 1 ? partIds[p] : new int[batch * seq];
+            graphTargets[p] = parts > 1 ? partTargets[p] : new int[batch * seq];
+            hostState(p, n);
+            outs.add(null);
+        }
+        List<List<State>> before = carried;
+        carried = null;
+        fillInputs(ids, targets, before);
+        double loss = 0;
+        try {
+            if (parts == 1) {
+                gs[0] = capturePart(0, seed, outs);
+            } else {
+                replicas.run(parts, p -> gs[p] = capturePart(p, seed ^ (p * 0x9E3779B97F4A7C15L), outs));
+            }
+            KernelGraph.mergeGradients(gs, parts);
+        } catch (RuntimeException | Error e) {
+            for (KernelGraph g : gs) {
+                if (g != null) {
+                    g.close();
+                }
+            }
+            throw e;
+        }
+        boolean replayable = true;
+        for (int p = 0; p < parts; p++) {
+            gs[p].read(lossOut[p], lossValue);
+            loss += parts == 1 ? lossValue[0] : (double) lossValue[0] * (rows[p + 1] - rows[p]) / batch;
+            replayable &= gs[p].replayable();
+            for (int j = 0; j < stateIn[p].length; j++) {
+                stateRead[p][j] = gs[p].reads(stateIn[p][j]);
+                // a state read next window must come out of this one in the same size
+                replayable &= !stateRead[p][j] || stateOut[p].length == stateIn[p].length
+                        && stateOut[p][j].shape().size() == stateIn[p][j].length;
+            }
+        }
+        graphs = gs;
+        graphState = outs;
+        carried = outs;
+        pending = null;
+        if (!replayable) {
+            leaveGraphs();
+            useGraphs = false;
+        }
+        return loss;
+    }
+
+    /** Part p's state input arrays, shaped as the model's initial state for its n rows. */
+    private void hostState(int p, int n) {
+        List<Shape> shapes = new ArrayList<>();
+        List<String> keys = new ArrayList<>();
+        try (Tape tape = Tape.on(backend)) {
+            List<State> init = model.initialState(tape, n);
+            stateCounts = new int[init.size()];
+            for (int l = 0; l < init.size(); l++) {
+                stateCounts[l] = init.get(l).size();
+                for (int i = 0; i < init.get(l).size(); i++) {
+                    shapes.add(init.get(l).get(i).shape());
+                    keys.add("state." + l + "." + i);
+                }
+            }
+        }
+        stateKeys = keys.toArray(new String[0]);
+        stateShapes[p] = shapes.toArray(new Shape[0]);
+        stateIn[p] = new float[shapes.size()][];
+        stateRead[p] = new boolean[shapes.size()];
+        Arrays.fill(stateRead[p], true); // until the capture tells
+        for (int j = 0; j < shapes.size(); j++) {
+            stateIn[p][j] = new float[shapes.get(j).size()];
+        }
+    }
+
+    /**
+     * The window's ids and targets into the graphs' arrays, and each part's state into its state arrays: from
+     * {@code before} (tensors of the window before: the graphs' own outputs, or a tape's), the restored state, or
+     * zeros.
+     */
+    private void fillInputs(int[] ids, int[] targets, List<List<State>> before) {
+        for (int p = 0; p < parts(); p++) {
+            int r0 = rows[p];
+            System.arraycopy(ids, r0 * seq, graphIds[p], 0, graphIds[p].length);
+            System.arraycopy(targets, r0 * seq, graphTargets[p], 0, graphTargets[p].length);
+            int n = rows[p + 1] - r0, j = 0;
+            List<State> from = before == null ? null : before.get(p);
+            for (int l = 0; from != null && l < from.size(); l++) {
+                for (Tensor t : from.get(l).tensors()) {
+                    if (j < stateIn[p].length && stateRead[p][j] && t.shape().size() == stateIn[p][j].length) {
+                        if (before == graphState) {
+                            graphs[p].read(t, stateIn[p][j]);
+                        } else {
+                            float[] v = t.toFloats();
+                            System.arraycopy(v, 0, stateIn[p][j], 0, v.length);
+                        }
+                    } else if (j < stateIn[p].length) {
+                        Arrays.fill(stateIn[p][j], 0);
+                    }
+                    j++;
+                }
+            }
+            for (; j < stateIn[p].length; j++) { // no state carried (the first window, after a reset or a restore)
+                fillPending(stateIn[p][j], stateKeys[j], r0, n);
+            }
+        }
+    }
+
+    /** Rows [r0, r0 + n) of the restored state's tensor {@code key} into {@code dst}, or zeros. */
+    private void fillPending(float[] dst, String key, int r0, int n) {
+        double[] v = pending == null ? null : pending.get(key);
+        int perRow = dst.length / Math.max(1, n);
+        if (v == null || v.length != perRow * batch) {
+            Arrays.fill(dst, 0);
+            return;
+        }
+        for (int i = 0; i < dst.length; i++) {
+            dst[i] = (float) v[r0 * perRow + i];
+        }
+    }
+
+    /** Part p's capture: its window on a recording tape, keeping the loss and the output state. */
+    private KernelGraph capturePart(int p, long seed, List<List<State>> outs) {
+        int n = rows[p + 1] - rows[p];
+        boolean whole = n == batch;
+        Shape shape = Shape.of(n, seq);
+        return KernelGraph.capture(backend, kernels(p), seed, tape -> {
+            List<State> s = new ArrayList<>();
+            int j = 0;
+            for (int count : stateCounts) {
+                List<Tensor> ts = new ArrayList<>(count);
+                for (int i = 0; i < count; i++, j++) {
+                    ts.add(tape.constant(stateIn[p][j], stateShapes[p][j]));
+                }
+                s.add(new State(ts));
+            }
+            LanguageModel.Output o = model.forward(tape, tape.ids(graphIds[p], shape), s);
+            Tensor loss = tape.crossEntropy(o.logits(), tape.ids(graphTargets[p], shape));
+            if (whole) {
+                tape.backward(loss);
+            } else {
+                tape.backward(loss, tape.constant(new double[]{(double) n / batch}, loss.shape()));
+            }
+            lossOut[p] = tape.keep(loss);
+            List<Tensor> flat = new ArrayList<>();
+            List<State> out = new ArrayList<>();
+            for (State st : o.state()) {
+                List<Tensor> ts = new ArrayList<>();
+                for (Tensor t : st.tensors()) {
+                    ts.add(tape.keep(t));
+                    flat.add(t);
+                }
+                out.add(new State(ts));
+            }
+            stateOut[p] = flat.toArray(new Tensor[0]);
+            outs.set(p, out);
+        });
+    }
+
+    /** A later training window: the graphs' inputs refilled, their calls replayed, their gradients merged. */
+    private double replay(int[] ids, int[] targets) {
+        int vocab = model.tokenizer().vocabSize();
+        checkIds(ids, vocab, "id");
+        checkIds(targets, vocab, "target");
+        List<List<State>> before = carried;
+        carried = null; // until this window succeeds
+        fillInputs(ids, targets, before);
+        int parts = parts();
+        if (parts == 1) {
+            graphs[0].replay();
+        } else {
+            replicas.run(parts, replayPart);
+        }
+        KernelGraph.mergeGradients(graphs, parts);
+        double loss = 0;
+        for (int p = 0; p < parts; p++) {
+            graphs[p].read(lossOut[p], lossValue);
+            loss += parts == 1 ? lossValue[0] : (double) lossValue[0] * (rows[p + 1] - rows[p]) / batch;
+        }
+        carried = graphState;
+        pending = null;
+        return loss;
+    }
+
+    /** A replay checks no ids (no tape does): an id outside the vocabulary would read outside the tables. */
+    private static void checkIds(int[] xs, int vocab, String what) {
+        for (int i = 0; i < xs.length; i++) {
+            if (xs[i] < 0 || xs[i] >= vocab) {
+                throw new ShapeException("training window: " + what + " " + xs[i] + " at " + i + " outside 0.." + (vocab - 1));
+            }
+        }
+    }
+
+    /** Back to tapes: the carried state as values (where the next tape starts), the graphs' buffers freed. */
+    private void leaveGraphs() {
+        if (carried != null && carried == graphState) {
+            pending = state();
+            carried = null;
+        }
+        for (KernelGraph g : graphs) {
+            g.close();
+        }
+        graphs = null;
+        graphState = null;
     }
 
     /** Rows [r0, r0 + into.length / seq) of a window's ids into {@code into}, which tape.ids copies before the next window. */

@@ -141,6 +141,51 @@ class TrainStepTest {
         assertEquals(loss[1], loss[0], 1e-5 * loss[1]);
     }
 
+    /**
+     * Windows after the first replay the first's kernel calls ({@link dev.cellar.autodiff.KernelGraph}): the same
+     * losses, gradients and state as tapes, bit for bit, across optimizer steps, a reset and a restored state.
+     */
+    @ParameterizedTest(name = "{0} on {1} thread(s)")
+    @CsvSource({"lstm, 2", "gru, 2", "rnn, 2", "transformer, 2", "lstm, 1", "transformer, 1", "gru, 3"})
+    void replayedWindowsEqualTapesBitForBit(String cell, int threads) {
+        Backend be = threads == 1 ? ONE : threads == 2 ? TWO : THREE;
+        int batch = threads == 3 ? 25 : BATCH;
+        Tokenizer tok = CharTokenizer.fit(Fixtures.corpus());
+        LanguageModel mg = Fixtures.model(cell, tok, 16, 3, be), mt = Fixtures.model(cell, tok, 16, 3, be);
+        TrainStep graphs = new TrainStep(mg, be, batch, SEQ, true), tapes = new TrainStep(mt, be, batch, SEQ, false);
+        var og = dev.cellar.autodiff.Optimizers.adam(mg.params(), 0.01);
+        var ot = dev.cellar.autodiff.Optimizers.adam(mt.params(), 0.01);
+        int[][] w = windows(tok.vocabSize(), 7, batch);
+        for (int step = 0; step < 6; step++) {
+            if (step == 3) { // a new epoch: both start from zeros
+                graphs.reset();
+                tapes.reset();
+            }
+            if (step == 5) { // a resumed checkpoint's state
+                Map<String, double[]> st = tapes.state();
+                graphs.restore(st);
+                tapes.restore(st);
+            }
+            assertEquals(tapes.run(w[step], w[step + 1], 0), graphs.run(w[step], w[step + 1], 0), cell + " loss at window " + step);
+            assertTrue(graphs.replaying(), "window " + step + " ran on the captured graph");
+            for (int i = 0; i < mg.params().size(); i++) {
+                assertArrayEquals(mt.params().get(i).grad().toFloats(), mg.params().get(i).grad().toFloats(),
+                        cell + " " + mt.params().get(i).name() + " at window " + step);
+            }
+            Map<String, double[]> sg = graphs.state(), sv = tapes.state();
+            assertEquals(sv.keySet(), sg.keySet());
+            for (String k : sv.keySet()) {
+                assertArrayEquals(sv.get(k), sg.get(k), cell + " " + k + " at window " + step);
+            }
+            og.step();
+            og.zeroGrad();
+            ot.step();
+            ot.zeroGrad();
+        }
+        assertEquals(tapes.evaluate(w[0], w[1]), graphs.evaluate(w[0], w[1]), "evaluation after replays");
+        assertTrue(!graphs.replaying(), "evaluation runs on tapes");
+    }
+
     @Test
     void aStateHandedOverContinuesBitForBit() {
         Tokenizer tok = CharTokenizer.fit(Fixtures.corpus());

@@ -49,6 +49,12 @@ public interface Kernels {
 
     float[] readFloats(Storage src);
 
+    /** {@link #readFloats(Storage)} into {@code dst} (at least {@code src.size()} long), which the caller reuses. */
+    default void readFloats(Storage src, float[] dst) {
+        float[] v = readFloats(src);
+        System.arraycopy(v, 0, dst, 0, v.length);
+    }
+
     int[] readInts(Storage src);
 
     /** {@link #readInts(Storage)} into {@code dst} (at least {@code src.size()} long), which the caller reuses. */

@@ -89,12 +89,24 @@ class ReferenceKernels implements Kernels {
 
     @Override
     public float[] readFloats(Storage src) {
-        CpuStorage s = CpuStorage.of(src);
-        float[] out = new float[s.size];
-        for (int k = 0; k < out.length; k++) {
-            out[k] = (float) s.get(k);
-        }
+        float[] out = new float[CpuStorage.of(src).size];
+        readFloats(src, out);
         return out;
+    }
+
+    @Override
+    public void readFloats(Storage src, float[] dst) {
+        CpuStorage s = CpuStorage.of(src);
+        if (dst.length < s.size) {
+            throw new CellarException("readFloats: " + s.size + " values do not fit in " + dst.length);
+        }
+        if (s.f != null) {
+            System.arraycopy(s.f, 0, dst, 0, s.size);
+            return;
+        }
+        for (int k = 0; k < s.size; k++) {
+            dst[k] = (float) s.get(k);
+        }
     }
 
     @Override

@@ -1,0 +1,441 @@
+package dev.cellar.autodiff;
+
+import dev.cellar.api.CellarException;
+import dev.cellar.api.DType;
+import dev.cellar.api.Shape;
+import dev.cellar.api.Tensor;
+import dev.cellar.api.spi.Backend;
+import dev.cellar.api.spi.Binary;
+import dev.cellar.api.spi.FusedKernel;
+import dev.cellar.api.spi.Kernels;
+import dev.cellar.api.spi.MatmulSpec;
+import dev.cellar.api.spi.Reduce;
+import dev.cellar.api.spi.Storage;
+import dev.cellar.api.spi.Unary;
+
+import java.util.ArrayDeque;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.HashMap;
+import java.util.IdentityHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import java.util.Set;
+import java.util.function.Consumer;
+
+/**
+ * One pass of a tape (a training window's forward and backward) recorded as the kernel calls it made, to be run
+ * again over the same buffers without the tape: what CUDA graphs are to PyTorch and {@code TinyJit} to tinygrad.
+ * A replay makes no Java objects, so a training loop that replays its window allocates next to nothing and the
+ * garbage collector has nothing to collect; and it runs no autodiff code, only the kernels.
+ * <p>
+ * {@link #capture} runs the pass once on a tape over recording kernels. Every buffer the pass makes belongs to the
+ * graph from then on: a buffer the tape releases is handed out again, within the pass, to the next request of its
+ * dtype and size (so the graph holds about what the pass held at its peak), and none goes back to the backend before
+ * {@link #close}. The tensors the pass {@link Tape#keep keeps} (a loss, a state) stay readable, and each replay
+ * rewrites them; the leaf gradients the pass accumulated are the graph's, added into the leaves by
+ * {@link #mergeGradients}.
+ * <p>
+ * Inputs are host arrays: a write during the pass keeps a reference to its source, and a replay writes what that
+ * array holds then. So the caller refills the arrays it passed to {@code tape.ids} or {@code tape.constant} and
+ * replays; an array written during the pass must not be reused there for other values. What replays is what the
+ * kernels were asked, not the Java around them, so a pass that read a buffer back to the host (and may have chosen
+ * its next calls by the values) or drew random numbers there (dropout masks) cannot be replayed
+ * ({@link #replayable}).
+ */
+public final class KernelGraph implements AutoCloseable {
+    private final Kernels k;
+    private final Recorder rec = new Recorder();
+    private final List<Runnable> program = new ArrayList<>();
+    private Runnable[] steps;
+    /** The pass's leaf gradients: leaves[i]'s is grads[i]. */
+    private Var[] leaves = new Var[0];
+    private Storage[] grads = new Storage[0];
+    private final Map<Var, Storage> gradOf = new IdentityHashMap<>();
+    /** Why a replay would not redo the pass, or null. */
+    private String notReplayable;
+    private boolean closed;
+
+    private KernelGraph(Kernels kernels) {
+        this.k = kernels;
+    }
+
+    /**
+     * Runs {@code pass} once on a tape that computes with {@code kernels} (the backend's own or one of its replica
+     * sets) and keeps its leaf gradients to itself, as a {@linkplain Tape#replica replica's} tape does; records what
+     * it asked the kernels. The tape closes when the pass returns; the graph is then ready to {@link #replay}. If the
+     * pass fails, the graph is closed and the failure rethrown.
+     */
+    public static KernelGraph capture(Backend backend, Kernels kernels, long seed, Consumer<Tape> pass) {
+        KernelGraph g = new KernelGraph(kernels);
+        try {
+            try (Tape tape = Tape.recording(backend, g.rec, seed)) {
+                pass.accept(tape);
+                Map<Var, Storage> lg = tape.takeLeafGradients();
+                g.leaves = lg.keySet().toArray(new Var[0]);
+                g.grads = new Storage[g.leaves.length];
+                for (int i = 0; i < g.leaves.length; i++) {
+                    g.grads[i] = lg.get(g.leaves[i]);
+                    g.gradOf.put(g.leaves[i], g.grads[i]);
+                }
+                g.notReplayable = g.rec.readBack ? "read a buffer back to the host" : tape.notReplayable();
+            }
+        } catch (RuntimeException | Error e) {
+            g.close();
+            throw e;
+        }
+        g.steps = g.program.toArray(new Runnable[0]);
+        g.program.clear();
+        g.rec.sealed = true;
+        return g;
+    }
+
+    /**
+     * False when the pass drew random numbers (dropout masks), which a replay would repeat, or read a buffer back to
+     * the host (a loss's value, targets turned into indices on the host), after which it may have asked the kernels
+     * for what the values said.
+     */
+    public boolean replayable() {
+        return notReplayable == null;
+    }
+
+    /** The number of kernel calls a replay makes. */
+    public int size() {
+        return steps == null ? program.size() : steps.length;
+    }
+
+    /** The number of buffers the graph holds. */
+    public int buffers() {
+        return rec.mine.size();
+    }
+
+    /**
+     * Whether a replay reads what the pass wrote from {@code source}: false for an input the pass wrote and never
+     * used (a state tensor a cell ignores), which the caller then need not refill.
+     */
+    public boolean reads(Object source) {
+        return rec.readSources.contains(source);
+    }
+
+    /** Runs the recorded kernel calls again, in order, on the thread that calls it. */
+    public void replay() {
+        if (closed) {
+            throw new CellarException("this kernel graph is closed");
+        }
+        if (!replayable()) {
+            throw new CellarException("this kernel graph's pass " + notReplayable + " when it was captured, so a replay "
+                    + "would not do what the pass does: run the pass on a tape instead");
+        }
+        for (Runnable s : steps) {
+            s.run();
+        }
+    }
+
+    /** Reads a tensor the pass kept (after a replay: its new values) into {@code dst}. */
+    public void read(Tensor kept, float[] dst) {
+        k.readFloats(storageOf(kept), dst);
+    }
+
+    private Storage storageOf(Tensor t) {
+        if (!(t instanceof Var v) || v.kernels != rec || v.live() == null) {
+            throw new CellarException("tensor " + t + " was not kept by this graph's pass");
+        }
+        return v.live();
+    }
+
+    /**
+     * Adds the leaf gradients of the first {@code count} graphs, each a replica's pass over its own rows, into the
+     * leaves' own ({@code grad()}), in graph order: a leaf without one gets a new buffer from the first graph's
+     * kernels, which the caller frees as usual (an optimizer's {@code zeroGrad}). Call it on one thread, after the
+     * replays.
+     */
+    public static void mergeGradients(KernelGraph[] graphs, int count) {
+        KernelGraph first = graphs[0];
+        Kernels k = first.k;
+        for (int i = 0; i < first.leaves.length; i++) {
+            Var leaf = first.leaves[i];
+            int[] st = leaf.shape.strides();
+            int p = 0;
+            if (leaf.grad == null) {
+                Storage out = k.empty(leaf.dtype, leaf.size());
+                if (count == 1) {
+                    k.copy(first.grads[i], 0, st, out, 0, st, leaf.shape);
+                    p = 1;
+                } else {
+                    k.binary(Binary.ADD, first.grads[i], st, graphs[1].gradOf.get(leaf), st, out, leaf.shape);
+                    p = 2;
+                }
+                leaf.grad = out;
+            }
+            for (; p < count; p++) {
+                Storage g = p == 0 ? first.grads[i] : graphs[p].gradOf.get(leaf);
+                k.binary(Binary.ADD, leaf.grad, st, g, st, leaf.grad, leaf.shape);
+            }
+        }
+    }
+
+    /** Gives every buffer back to the backend; the tensors the pass kept are unusable from then on. */
+    @Override
+    public void close() {
+        if (!closed) {
+            closed = true;
+            for (Storage s : rec.mine) {
+                k.recycle(s);
+            }
+            rec.mine.clear();
+            rec.free.clear();
+            program.clear();
+            steps = new Runnable[0];
+        }
+    }
+
+    /**
+     * The kernels the capturing tape computes with: each call runs on the backend's at once and is added to the
+     * program with its arguments (arrays of strides and dims copied, sources of writes kept by reference).
+     */
+    final class Recorder implements Kernels {
+        /** Every buffer the pass made; the ones released and not yet handed out again are in {@link #free} too. */
+        final Set<Storage> mine = Collections.newSetFromMap(new IdentityHashMap<>());
+        final Map<Long, ArrayDeque<Storage>> free = new HashMap<>();
+        /** The source arrays of writes whose buffer a later call reads. */
+        final Set<Object> readSources = Collections.newSetFromMap(new IdentityHashMap<>());
+        /** For each buffer written from a host array, that array, until a later call uses the buffer. */
+        private final Map<Storage, Object> writtenFrom = new IdentityHashMap<>();
+        private final Map<String, Optional<FusedKernel>> fusedKernels = new HashMap<>();
+        private final Map<DType, Storage> zeros = new HashMap<>();
+        boolean sealed;
+        /** Whether the pass read a buffer back to the host (other than to check it). */
+        boolean readBack;
+
+        private void add(Runnable r) {
+            if (sealed) {
+                throw new CellarException("a captured kernel graph records nothing more; its tensors are read-only");
+            }
+            program.add(r);
+        }
+
+        private static long key(DType dtype, int size) {
+            return ((long) dtype.ordinal() << 32) | (size & 0xFFFFFFFFL);
+        }
+
+        private Storage take(DType dtype, int size, boolean zeroed) {
+            if (sealed) {
+                throw new CellarException("a captured kernel graph makes no new buffers");
+            }
+            ArrayDeque<Storage> q = free.get(key(dtype, size));
+            Storage s = q == null ? null : q.pollLast();
+            if (s == null) {
+                s = zeroed ? k.allocate(dtype, size) : k.empty(dtype, size);
+                mine.add(s);
+                if (zeroed && size > 0) {
+                    program.add(zeroing(s));
+                }
+            } else if (zeroed && size > 0) {
+                Runnable z = zeroing(s);
+                z.run();
+                program.add(z);
+            }
+            return s;
+        }
+
+        /** A call that zeroes {@code s}: a strided copy from a one-element zero buffer, its arguments made once. */
+        private Runnable zeroing(Storage s) {
+            Storage z = zeros.computeIfAbsent(s.dtype(), d -> {
+                Storage one = k.allocate(d, 1);
+                mine.add(one);
+                return one;
+            });
+            int[] from = {0}, to = {1};
+            Shape shape = Shape.of(s.size());
+            return () -> k.copy(z, 0, from, s, 0, to, shape);
+        }
+
+        /** Marks the buffers a call reads or writes as used: a write from a host array before it is a live input. */
+        private void use(Storage s) {
+            if (!writtenFrom.isEmpty()) {
+                Object src = writtenFrom.remove(s);
+                if (src != null) {
+                    readSources.add(src);
+                }
+            }
+        }
+
+        private void written(Storage dst, Object src) {
+            use(dst); // an earlier write into dst, now overwritten, is dead unless read before
+            writtenFrom.put(dst, src);
+        }
+
+        @Override
+        public Storage allocate(DType dtype, int size) {
+            return take(dtype, size, true);
+        }
+
+        @Override
+        public Storage empty(DType dtype, int size) {
+            return take(dtype, size, false);
+        }
+
+        @Override
+        public void recycle(Storage s) {
+            if (!mine.contains(s)) {
+                throw new CellarException("a captured pass released a buffer it did not make (" + s + ")");
+            }
+            writtenFrom.remove(s);
+            free.computeIfAbsent(key(s.dtype(), s.size()), x -> new ArrayDeque<>()).addLast(s);
+        }
+
+        @Override
+        public void write(Storage dst, double[] src) {
+            k.write(dst, src);
+            written(dst, src);
+            add(() -> k.write(dst, src));
+        }
+
+        @Override
+        public void write(Storage dst, float[] src) {
+            k.write(dst, src);
+            written(dst, src);
+            add(() -> k.write(dst, src));
+        }
+
+        @Override
+        public void write(Storage dst, int[] src) {
+            k.write(dst, src);
+            written(dst, src);
+            add(() -> k.write(dst, src));
+        }
+
+        /**
+         * A read during the pass: what the pass does next may depend on the values, which a replay would not see, so
+         * the graph cannot be replayed. Reads after the capture (a kept loss, a state) are what a caller does.
+         */
+        private void readBack(Storage src) {
+            use(src);
+            if (!sealed) {
+                readBack = true;
+            }
+        }
+
+        /** A read that only checks values (the tape's target check) and decides nothing the kernels are asked. */
+        void readToCheck(Storage src, int[] dst) {
+            use(src);
+            k.readInts(src, dst);
+        }
+
+        @Override
+        public double[] readDoubles(Storage src) {
+            readBack(src);
+            return k.readDoubles(src);
+        }
+
+        @Override
+        public void readDoubles(Storage src, double[] dst) {
+            readBack(src);
+            k.readDoubles(src, dst);
+        }
+
+        @Override
+        public float[] readFloats(Storage src) {
+            readBack(src);
+            return k.readFloats(src);
+        }
+
+        @Override
+        public void readFloats(Storage src, float[] dst) {
+            readBack(src);
+            k.readFloats(src, dst);
+        }
+
+        @Override
+        public int[] readInts(Storage src) {
+            readBack(src);
+            return k.readInts(src);
+        }
+
+        @Override
+        public void readInts(Storage src, int[] dst) {
+            readBack(src);
+            k.readInts(src, dst);
+        }
+
+        @Override
+        public void unary(Unary op, Storage x, Storage out, int n) {
+            use(x);
+            use(out);
+            k.unary(op, x, out, n);
+            add(() -> k.unary(op, x, out, n));
+        }
+
+        @Override
+        public void binary(Binary op, Storage a, int[] aStrides, Storage b, int[] bStrides, Storage out, Shape shape) {
+            use(a);
+            use(b);
+            use(out);
+            k.binary(op, a, aStrides, b, bStrides, out, shape);
+            int[] as = aStrides.clone(), bs = bStrides.clone();
+            add(() -> k.binary(op, a, as, b, bs, out, shape));
+        }
+
+        @Override
+        public void reduce(Reduce op, Storage x, int outer, int len, int inner, Storage out) {
+            use(x);
+            use(out);
+            k.reduce(op, x, outer, len, inner, out);
+            add(() -> k.reduce(op, x, outer, len, inner, out));
+        }
+
+        @Override
+        public void matmul(MatmulSpec spec, Storage a, Storage b, Storage c) {
+            use(a);
+            use(b);
+            use(c);
+            k.matmul(spec, a, b, c);
+            add(() -> k.matmul(spec, a, b, c));
+        }
+
+        @Override
+        public void copy(Storage src, int srcOffset, int[] srcStrides, Storage dst, int dstOffset, int[] dstStrides,
+                         Shape shape) {
+            use(src);
+            use(dst);
+            k.copy(src, srcOffset, srcStrides, dst, dstOffset, dstStrides, shape);
+            int[] ss = srcStrides.clone(), ds = dstStrides.clone();
+            add(() -> k.copy(src, srcOffset, ss, dst, dstOffset, ds, shape));
+        }
+
+        @Override
+        public void gather(Storage table, Storage ids, Storage out, int rows, int width) {
+            use(table);
+            use(ids);
+            use(out);
+            k.gather(table, ids, out, rows, width);
+            add(() -> k.gather(table, ids, out, rows, width));
+        }
+
+        @Override
+        public void scatterAdd(Storage src, Storage ids, Storage table, int rows, int width) {
+            use(src);
+            use(ids);
+            use(table);
+            k.scatterAdd(src, ids, table, rows, width);
+            add(() -> k.scatterAdd(src, ids, table, rows, width));
+        }
+
+        @Override
+        public Optional<FusedKernel> fused(String name) {
+            return fusedKernels.computeIfAbsent(name, n -> k.fused(n).map(f -> (in, out, dims) -> {
+                for (Storage s : in) {
+                    use(s);
+                }
+                for (Storage s : out) {
+                    use(s);
+                }
+                f.apply(in, out, dims);
+                Storage[] i2 = in.clone(), o2 = out.clone();
+                int[] d2 = dims.clone();
+                add(() -> f.apply(i2, o2, d2));
+            }));
+        }
+    }
+}
