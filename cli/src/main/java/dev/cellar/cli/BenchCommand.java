@@ -58,6 +58,10 @@ final class BenchCommand implements Callable<Integer> {
     String backend;
     @Option(names = "--device", paramLabel = "DEVICE", description = "OpenCL device: index or part of its name (see 'cellar doctor')")
     String device;
+    @Option(names = "--graph", negatable = true, defaultValue = "true", fallbackValue = "true",
+            description = "replay the first training step's recorded kernel calls for the later ones, as train does "
+                    + "(default); --no-graph runs every step on tapes")
+    boolean graph;
     @Option(names = "--json", description = "print one JSON object")
     boolean json;
     @Option(names = "--gemm", description = "measure matmul GFLOP/s instead of a model")
@@ -113,7 +117,7 @@ final class BenchCommand implements Callable<Integer> {
                     Params.creator(be, DType.F32, new SplittableRandom(1234)));
             Optimizer opt = Optimizers.adam(m.params(), 0.001);
             SplittableRandom r = new SplittableRandom(1);
-            TrainStep step = new TrainStep(m, be, batch, seq); // as train runs it: data-parallel where the backend has replicas
+            TrainStep step = new TrainStep(m, be, batch, seq, graph); // as train runs it: data-parallel where the backend has replicas
             double[] times = new double[steps];
             long[] gcBefore = null;
             long allocBefore = 0;
@@ -170,6 +174,7 @@ final class BenchCommand implements Callable<Integer> {
             o.put("backend", be.id());
             o.put("backend_description", be.description());
             o.put("data_parallel_parts", step.parts());
+            o.put("graph_replay", step.replaying());
             o.put("params", m.parameterCount());
             o.put("vocab", vocab);
             o.put("batch", batch);
@@ -193,7 +198,7 @@ final class BenchCommand implements Callable<Integer> {
             } else {
                 io.out().printf("%s %dx%d (%,d params) on %s%s: train %,.0f tok/s (median step %.1f ms over %d; min %.1f, max %.1f)",
                         cell, layers, hidden, m.parameterCount(), be.description(),
-                        TrainStep.splitNote(step.parts()), tokS, median * 1e3, steps, sorted[0] * 1e3,
+                        TrainStep.splitNote(step.parts()) + (step.replaying() ? ", steps replayed" : ""), tokS, median * 1e3, steps, sorted[0] * 1e3,
                         sorted[sorted.length - 1] * 1e3);
                 io.out().print(sample > 0 ? String.format(", generate %.3f ms/token (median of %d)", msPerToken, sampleReps) : "");
                 io.out().printf("; %s%d garbage collections (%d ms) in the timed steps%s%n",

@@ -41,6 +41,22 @@ class BenchCommandTest {
         Cli.assertUsage(Cli.run("bench", "--cell", "gru", "--sample-reps", "0"), "--sample-reps");
     }
 
+    /**
+     * Steps after the first replay its kernel calls on the cpu backend; not with --no-graph, nor on cpu-reference,
+     * whose unfused cross-entropy turns the targets into indices on the host.
+     */
+    @Test
+    void stepsReplayUnlessToldNotToOrTheyCannot() throws Exception {
+        for (String[] c : new String[][]{{"cpu", "--graph", "true"}, {"cpu", "--no-graph", "false"},
+                {"cpu-reference", "--graph", "false"}}) {
+            Cli.Result r = Cli.run("bench", "--cell", "lstm", "--hidden", "8", "--layers", "1", "--batch", "16", "--seq", "4",
+                    "--steps", "2", "--warmup", "1", "--sample", "0", "--backend", c[0], c[1], "--json");
+            assertEquals(0, r.code(), r.err());
+            JsonNode o = new ObjectMapper().readTree(r.out());
+            assertEquals(Boolean.parseBoolean(c[2]), o.get("graph_replay").asBoolean(), c[0] + " " + c[1] + ": " + r.out());
+        }
+    }
+
     @Test
     void badSizesAreUsageErrors() {
         Cli.assertUsage(Cli.run("bench", "--gemm", "--sizes", "64x256"), "--sizes 64x256", "MxKxN");

@@ -77,8 +77,9 @@ public final class TrainStep {
     private final float[] lossValue = new float[1];
     private final IntConsumer replayPart = p -> graphs[p].replay();
 
+    /** Replaying training windows unless the system property {@code cellar.graphs} is {@code false}. */
     public TrainStep(LanguageModel model, Backend backend, int batch, int seq) {
-        this(model, backend, batch, seq, !Boolean.getBoolean("cellar.noGraphs"));
+        this(model, backend, batch, seq, !"false".equals(System.getProperty("cellar.graphs")));
     }
 
     /** With {@code graphs} false, every window runs on tapes (as the first does). */
