@@ -212,7 +212,6 @@ public final class TrainStep {
         Shape shape = Shape.of(n, seq);
         int[] x = whole ? ids : cut(ids, r0, partIds[p]);
         int[] y = whole ? targets : cut(targets, r0, partTargets[p]);
-        double share = (double) n / batch;
         List<State> s = before != null ? adopt(tape, before.get(p)) : fresh(tape, p);
         if (!train) {
             tape.setTraining(false);
@@ -225,16 +224,26 @@ public final class TrainStep {
             next.set(p, carry(tape, out));
             return whole ? loss[0] : loss[0] * n / batch;
         }
-        LanguageModel.Output o = model.forward(tape, tape.ids(x, shape), s);
-        Tensor loss = tape.crossEntropy(o.logits(), tape.ids(y, shape));
-        if (whole) {
-            tape.backward(loss);
-        } else {
-            tape.backward(loss, tape.constant(new double[]{share}, loss.shape()));
-        }
-        double l = loss.item();
+        Tensor[] loss = new Tensor[1];
+        LanguageModel.Output o = trainPass(tape, x, y, shape, s, loss);
+        double l = loss[0].item();
         next.set(p, carry(tape, o.state()));
         return whole ? l : l * n / batch;
+    }
+
+    /**
+     * A training window's forward and backward for {@code shape}'s rows from state {@code s}, the loss weighted by
+     * the rows' share of the batch in the backward; the (unweighted) loss goes into {@code loss[0]}.
+     */
+    private LanguageModel.Output trainPass(Tape tape, int[] x, int[] y, Shape shape, List<State> s, Tensor[] loss) {
+        LanguageModel.Output o = model.forward(tape, tape.ids(x, shape), s);
+        loss[0] = tape.crossEntropy(o.logits(), tape.ids(y, shape));
+        if (shape.dim(0) == batch) {
+            tape.backward(loss[0]);
+        } else {
+            tape.backward(loss[0], tape.constant(new double[]{(double) shape.dim(0) / batch}, loss[0].shape()));
+        }
+        return o;
     }
 
     /** Whether this step replays its training windows (after the first) instead of running them on tapes. */
@@ -349,15 +358,15 @@ public final class TrainStep {
             List<State> from = before == null ? null : before.get(p);
             for (int l = 0; from != null && l < from.size(); l++) {
                 for (Tensor t : from.get(l).tensors()) {
-                    if (j < stateIn[p].length && stateRead[p][j] && t.shape().size() == stateIn[p][j].length) {
-                        if (before == graphState) {
-                            graphs[p].read(t, stateIn[p][j]);
-                        } else {
-                            float[] v = t.toFloats();
-                            System.arraycopy(v, 0, stateIn[p][j], 0, v.length);
-                        }
-                    } else if (j < stateIn[p].length) {
+                    if (j >= stateIn[p].length || !stateRead[p][j]) {
+                        // more state than the first window's, or a tensor the graph never reads: nothing to fill
+                    } else if (t.shape().size() != stateIn[p][j].length) {
                         Arrays.fill(stateIn[p][j], 0);
+                    } else if (before == graphState) {
+                        graphs[p].read(t, stateIn[p][j]);
+                    } else {
+                        float[] v = t.toFloats();
+                        System.arraycopy(v, 0, stateIn[p][j], 0, v.length);
                     }
                     j++;
                 }
@@ -384,7 +393,6 @@ public final class TrainStep {
     /** Part p's capture: its window on a recording tape, keeping the loss and the output state. */
     private KernelGraph capturePart(int p, long seed, List<List<State>> outs) {
         int n = rows[p + 1] - rows[p];
-        boolean whole = n == batch;
         Shape shape = Shape.of(n, seq);
         return KernelGraph.capture(backend, kernels(p), seed, tape -> {
             List<State> s = new ArrayList<>();
@@ -396,14 +404,9 @@ public final class TrainStep {
                 }
                 s.add(new State(ts));
             }
-            LanguageModel.Output o = model.forward(tape, tape.ids(graphIds[p], shape), s);
-            Tensor loss = tape.crossEntropy(o.logits(), tape.ids(graphTargets[p], shape));
-            if (whole) {
-                tape.backward(loss);
-            } else {
-                tape.backward(loss, tape.constant(new double[]{(double) n / batch}, loss.shape()));
-            }
-            lossOut[p] = tape.keep(loss);
+            Tensor[] loss = new Tensor[1];
+            LanguageModel.Output o = trainPass(tape, graphIds[p], graphTargets[p], shape, s, loss);
+            lossOut[p] = tape.keep(loss[0]);
             List<Tensor> flat = new ArrayList<>();
             List<State> out = new ArrayList<>();
             for (State st : o.state()) {
