@@ -6,7 +6,9 @@ import dev.cellar.api.Scope;
 import dev.cellar.api.Shape;
 import dev.cellar.api.Tensor;
 import dev.cellar.api.spi.Backend;
+import dev.cellar.api.spi.Kernels;
 import dev.cellar.api.spi.State;
+import dev.cellar.autodiff.KernelGraph;
 import dev.cellar.autodiff.Tape;
 
 import java.util.ArrayList;
@@ -56,6 +58,11 @@ public final class Sampler {
      * word is part of it ({@code prompt + result} reads as one text).
      */
     public static String generate(LanguageModel model, Backend backend, String prompt, Settings s, Consumer<String> out) {
+        return generate(model, backend, prompt, s, out, !"false".equals(System.getProperty("cellar.graphs")));
+    }
+
+    /** {@link #generate}, feeding a recurrent model's tokens by replays ({@link Feeder#replayFrom}) when {@code replay}. */
+    static String generate(LanguageModel model, Backend backend, String prompt, Settings s, Consumer<String> out, boolean replay) {
         Tokenizer tok = model.tokenizer();
         int[] promptIds = tok.encode(prompt);
         if (promptIds.length == 0) {
@@ -67,10 +74,12 @@ public final class Sampler {
             return text;
         }
         SplittableRandom rng = new SplittableRandom(s.seed());
-        try (Tape tape = tape(backend, s.seed())) {
+        try (Tape tape = tape(backend, s.seed()); Feeder feeder = new Feeder(tape, model, 1)) {
             tape.setTraining(false);
+            if (replay) {
+                feeder.replayFrom(backend);
+            }
             return tape.noGrad(() -> {
-                Feeder feeder = new Feeder(tape, model, 1);
                 float[] logits = null;
                 for (int id : promptIds) {
                     logits = feeder.feed(new int[]{id});
@@ -121,7 +130,7 @@ public final class Sampler {
      * through the whole stack from a fresh state: from then on every layer sees what a forward pass over a window
      * starting there would show it.
      */
-    private static final class Feeder {
+    private static final class Feeder implements AutoCloseable {
         private final Tape tape;
         private final LanguageModel model;
         private final int context;
@@ -138,8 +147,28 @@ public final class Sampler {
             this.rows = new int[batch][context > 0 ? 64 : 0];
         }
 
+        /**
+         * Recurrent models (no context) feed by replaying the first step's kernel calls ({@link KernelGraph}) on the
+         * kernels {@link Sampler#tape} picks: at batch 1 a step's ops are small enough that the tape's own work was a
+         * large part of each token's time. The results equal the tape's.
+         */
+        private Backend replayOn;
+        private KernelGraph graph;
+        private int[] graphIds;
+        private float[][] stateIn;
+        private boolean[] stateRead;
+        private Tensor[] stateOut;
+        private Tensor graphLogits;
+
+        void replayFrom(Backend backend) {
+            replayOn = context == 0 ? backend : null;
+        }
+
         /** ids: one token per row -> logits (rows x V, row-major) for the next token. */
         float[] feed(int[] ids) {
+            if (replayOn != null) {
+                return graph == null ? capture(ids) : replay(ids);
+            }
             if (context > 0) {
                 for (int r = 0; r < rows.length; r++) {
                     if (fed == rows[r].length) {
@@ -174,6 +203,92 @@ public final class Sampler {
                 }
                 state = kept;
                 return logits.toFloats();
+            }
+        }
+
+        /** The first step, on a recording tape from the current state (as host arrays the replays refill). */
+        private float[] capture(int[] ids) {
+            List<Tensor> flat = new ArrayList<>();
+            state.forEach(st -> flat.addAll(st.tensors()));
+            stateIn = new float[flat.size()][];
+            stateRead = new boolean[flat.size()];
+            stateOut = new Tensor[flat.size()];
+            Shape[] shapes = new Shape[flat.size()];
+            for (int j = 0; j < flat.size(); j++) {
+                stateIn[j] = flat.get(j).toFloats();
+                shapes[j] = flat.get(j).shape();
+            }
+            graphIds = ids.clone();
+            Kernels k = replayOn.replicas().map(r -> r.kernels().get(0)).orElseGet(replayOn::kernels);
+            graph = KernelGraph.capture(replayOn, k, 0, t -> {
+                t.setTraining(false);
+                t.noGrad(() -> {
+                    List<State> in = new ArrayList<>();
+                    int j = 0;
+                    for (State st : state) {
+                        List<Tensor> ts = new ArrayList<>();
+                        for (int i = 0; i < st.size(); i++, j++) {
+                            ts.add(t.constant(stateIn[j], shapes[j]));
+                        }
+                        in.add(new State(ts));
+                    }
+                    LanguageModel.Output o = model.step(t, t.ids(graphIds, Shape.of(graphIds.length)), in);
+                    graphLogits = t.keep(o.logits());
+                    int i = 0;
+                    for (State st : o.state()) {
+                        for (Tensor x : st.tensors()) {
+                            stateOut[i++] = t.keep(x);
+                        }
+                    }
+                    return null;
+                });
+            });
+            boolean ok = graph.replayable();
+            for (int j = 0; j < stateIn.length; j++) {
+                stateRead[j] = graph.reads(stateIn[j]);
+                ok &= !stateRead[j] || stateOut[j] != null && stateOut[j].shape().size() == stateIn[j].length;
+            }
+            float[] logits = new float[graphLogits.shape().size()];
+            graph.read(graphLogits, logits);
+            if (!ok) { // back to tapes from the state this step left
+                List<State> next = new ArrayList<>();
+                int j = 0;
+                for (State st : state) {
+                    List<Tensor> ts = new ArrayList<>();
+                    for (int i = 0; i < st.size(); i++, j++) {
+                        float[] v = new float[stateOut[j].shape().size()];
+                        graph.read(stateOut[j], v);
+                        ts.add(tape.constant(v, stateOut[j].shape()));
+                    }
+                    next.add(new State(ts));
+                }
+                state = next;
+                close();
+                replayOn = null;
+            }
+            fed++;
+            return logits;
+        }
+
+        private float[] replay(int[] ids) {
+            System.arraycopy(ids, 0, graphIds, 0, graphIds.length);
+            for (int j = 0; j < stateIn.length; j++) {
+                if (stateRead[j]) {
+                    graph.read(stateOut[j], stateIn[j]);
+                }
+            }
+            graph.replay();
+            float[] logits = new float[graphLogits.shape().size()];
+            graph.read(graphLogits, logits);
+            fed++;
+            return logits;
+        }
+
+        @Override
+        public void close() {
+            if (graph != null) {
+                graph.close();
+                graph = null;
             }
         }
 

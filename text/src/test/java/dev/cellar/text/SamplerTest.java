@@ -40,6 +40,25 @@ class SamplerTest {
     }
 
     /**
+     * Recurrent models feed their tokens by replaying the first step's kernel calls: the text equals the tapes' at
+     * every cell, on the cpu backend (one replica's kernels) and on cpu-reference.
+     */
+    @Test
+    void replayedFeedingGeneratesWhatTapesGenerate() {
+        try (Backend two = open(2)) {
+            for (Backend be : List.of(two, Fixtures.REF)) {
+                for (String cell : new String[]{"lstm", "gru", "rnn", "transformer"}) {
+                    LanguageModel m = Fixtures.model(cell, TOK, 24, 2, be);
+                    for (Sampler.Settings st : List.of(new Sampler.Settings(120, 1.0, 0, 1.0, 7, 0), new Sampler.Settings(60, 0, 0, 1, 1, 0))) {
+                        assertEquals(Sampler.generate(m, be, "to be", st, x -> { }, false),
+                                Sampler.generate(m, be, "to be", st, x -> { }, true), cell + " on " + be.id() + ", " + st);
+                    }
+                }
+            }
+        }
+    }
+
+    /**
      * On a backend with replicas generation computes on one replica's single-threaded kernels: sampled, greedy and
      * beam text equal what one thread, without replicas, generates from the same weights.
      */
