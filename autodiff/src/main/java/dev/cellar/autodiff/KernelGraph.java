@@ -134,6 +134,9 @@ public final class KernelGraph implements AutoCloseable {
 
     /** Reads a tensor the pass kept (after a replay: its new values) into {@code dst}. */
     public void read(Tensor kept, float[] dst) {
+        if (closed) {
+            throw new CellarException("this kernel graph is closed; its tensors went back to the backend with its buffers");
+        }
         k.readFloats(storageOf(kept), dst);
     }
 

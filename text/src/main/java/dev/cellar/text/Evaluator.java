@@ -20,13 +20,14 @@ public final class Evaluator {
     public static Result evaluate(LanguageModel model, Backend backend, int[] ids, int batch, int seq, double charsPerToken) {
         int b = Math.max(1, Math.min(batch, (ids.length - 1) / Math.max(1, seq)));
         Batcher batches = new Batcher(ids, b, seq);
-        TrainStep step = new TrainStep(model, backend, b, seq); // split between replicas as training is
         double total = 0;
         long n = 0;
-        for (int w = 0; w < batches.windowsPerEpoch(); w++) {
-            Batcher.Batch bt = batches.next();
-            total += step.evaluate(bt.ids(), bt.targets()) * b * seq;
-            n += (long) b * seq;
+        try (TrainStep step = new TrainStep(model, backend, b, seq)) { // split between replicas as training is
+            for (int w = 0; w < batches.windowsPerEpoch(); w++) {
+                Batcher.Batch bt = batches.next();
+                total += step.evaluate(bt.ids(), bt.targets()) * b * seq;
+                n += (long) b * seq;
+            }
         }
         return Result.of(total / n, charsPerToken, n);
     }

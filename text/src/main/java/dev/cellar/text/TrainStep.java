@@ -32,14 +32,15 @@ import java.util.function.IntConsumer;
  * (64 x 256 by 256 x 1024) are too small to split across threads without the threads waiting for each other at every
  * op. A cell whose state is not batch-first ({@link dev.cellar.api.spi.Cell#initialState}) stays on one tape.
  * <p>
- * Training windows after the first replay it ({@link KernelGraph}): the first window's forward and backward run on
- * tapes whose kernel calls are recorded, and every later window refills the recorded inputs (its ids and targets,
- * the carried state) and runs the same calls over the same buffers, with no tape, no graph objects and no garbage.
- * Every window has the same shapes, so the calls are the same; the results equal the tapes' bit for bit. A model
- * whose window draws random numbers (dropout) cannot be replayed and stays on tapes, as does a step made with
- * {@code graphs} false.
+ * Windows after the first replay it ({@link KernelGraph}): the first window's forward and backward run on tapes
+ * whose kernel calls are recorded, and every later window refills the recorded inputs (its ids and targets, the
+ * carried state) and runs the same calls over the same buffers, with no tape, no graph objects and no garbage. Every
+ * window has the same shapes, so the calls are the same; the results equal the tapes' bit for bit. Evaluation windows
+ * (forward only) are recorded and replayed the same way, in a graph of their own: a step that turns from one kind to
+ * the other records again. A model whose training window draws random numbers (dropout) cannot be replayed and
+ * stays on tapes, as does a step made with {@code graphs} false. {@link #close} frees the recorded buffers.
  */
-public final class TrainStep {
+public final class TrainStep implements AutoCloseable {
     /** The fewest rows a replica takes: the GEMM's widest micro-kernel takes 8 rows at a time. */
     static final int MIN_ROWS = 8;
     private final LanguageModel model;
@@ -58,8 +59,9 @@ public final class TrainStep {
 
     /** Whether training windows are captured and replayed; false from the start, or once a window could not be. */
     private boolean useGraphs;
-    /** Each part's recorded training window, or null before the first (and on tapes). */
+    /** Each part's recorded window, or null before the first (and on tapes); a training or an evaluation window. */
     private KernelGraph[] graphs;
+    private boolean graphTrain;
     /** Each part's ids and targets as its graph writes them (the part arrays, or copies of a whole window). */
     private int[][] graphIds, graphTargets;
     /** Part p's state tensor j (layers in order, then each layer's tensors) as its graph writes it, and its shape. */
@@ -153,11 +155,11 @@ public final class TrainStep {
             throw new ShapeException("a window of batch " + batch + " x " + seq + " needs " + batch * seq + " ids and targets, got "
                     + ids.length + " and " + targets.length);
         }
-        if (train && useGraphs) {
-            return graphs == null ? capture(ids, targets, seed) : replay(ids, targets);
-        }
-        if (graphs != null) { // evaluation on a training step: its state, as values, is where the tapes start
-            leaveGraphs();
+        if (useGraphs) {
+            if (graphs != null && graphTrain != train) { // evaluation on a training step: its state, as values, goes on
+                leaveGraphs();
+            }
+            return graphs == null ? capture(ids, targets, seed, train) : replay(ids, targets);
         }
         int parts = parts();
         List<List<State>> next = new ArrayList<>(parts);
@@ -259,7 +261,7 @@ public final class TrainStep {
      * The first training window, on tapes that record their kernel calls: each part's state comes in through host
      * arrays (from the carried state, a restored one, or zeros), which later windows refill before they replay.
      */
-    private double capture(int[] ids, int[] targets, long seed) {
+    private double capture(int[] ids, int[] targets, long seed, boolean train) {
         int parts = parts();
         graphIds = new int[parts][];
         graphTargets = new int[parts][];
@@ -283,11 +285,13 @@ public final class TrainStep {
         double loss = 0;
         try {
             if (parts == 1) {
-                gs[0] = capturePart(0, seed, outs);
+                gs[0] = capturePart(0, seed, outs, train);
             } else {
-                replicas.run(parts, p -> gs[p] = capturePart(p, seed ^ (p * 0x9E3779B97F4A7C15L), outs));
+                replicas.run(parts, p -> gs[p] = capturePart(p, seed ^ (p * 0x9E3779B97F4A7C15L), outs, train));
             }
-            KernelGraph.mergeGradients(gs, parts);
+            if (train) {
+                KernelGraph.mergeGradients(gs, parts);
+            }
         } catch (RuntimeException | Error e) {
             for (KernelGraph g : gs) {
                 if (g != null) {
@@ -309,6 +313,7 @@ public final class TrainStep {
             }
         }
         graphs = gs;
+        graphTrain = train;
         graphState = outs;
         carried = outs;
         pending = null;
@@ -391,7 +396,7 @@ public final class TrainStep {
     }
 
     /** Part p's capture: its window on a recording tape, keeping the loss and the output state. */
-    private KernelGraph capturePart(int p, long seed, List<List<State>> outs) {
+    private KernelGraph capturePart(int p, long seed, List<List<State>> outs, boolean train) {
         int n = rows[p + 1] - rows[p];
         Shape shape = Shape.of(n, seq);
         return KernelGraph.capture(backend, kernels(p), seed, tape -> {
@@ -405,7 +410,17 @@ public final class TrainStep {
                 s.add(new State(ts));
             }
             Tensor[] loss = new Tensor[1];
-            LanguageModel.Output o = trainPass(tape, graphIds[p], graphTargets[p], shape, s, loss);
+            LanguageModel.Output o;
+            if (train) {
+                o = trainPass(tape, graphIds[p], graphTargets[p], shape, s, loss);
+            } else {
+                tape.setTraining(false);
+                o = tape.noGrad(() -> {
+                    LanguageModel.Output f = model.forward(tape, tape.ids(graphIds[p], shape), s);
+                    loss[0] = tape.crossEntropy(f.logits(), tape.ids(graphTargets[p], shape));
+                    return f;
+                });
+            }
             lossOut[p] = tape.keep(loss[0]);
             List<Tensor> flat = new ArrayList<>();
             List<State> out = new ArrayList<>();
@@ -436,7 +451,9 @@ public final class TrainStep {
         } else {
             replicas.run(parts, replayPart);
         }
-        KernelGraph.mergeGradients(graphs, parts);
+        if (graphTrain) {
+            KernelGraph.mergeGradients(graphs, parts);
+        }
         double loss = 0;
         for (int p = 0; p < parts; p++) {
             graphs[p].read(lossOut[p], lossValue);
@@ -453,6 +470,14 @@ public final class TrainStep {
             if (xs[i] < 0 || xs[i] >= vocab) {
                 throw new ShapeException("training window: " + what + " " + xs[i] + " at " + i + " outside 0.." + (vocab - 1));
             }
+        }
+    }
+
+    /** Frees the buffers of the recorded windows; the carried state goes on as values (as {@link #state()} gives). */
+    @Override
+    public void close() {
+        if (graphs != null) {
+            leaveGraphs();
         }
     }
 

@@ -182,8 +182,21 @@ class TrainStepTest {
             ot.step();
             ot.zeroGrad();
         }
-        assertEquals(tapes.evaluate(w[0], w[1]), graphs.evaluate(w[0], w[1]), "evaluation after replays");
-        assertTrue(!graphs.replaying(), "evaluation runs on tapes");
+        for (int i = 0; i < 3; i++) { // recorded anew as an evaluation window, then replayed, from the carried state
+            assertEquals(tapes.evaluate(w[i], w[i + 1]), graphs.evaluate(w[i], w[i + 1]), cell + " evaluation " + i);
+            assertTrue(graphs.replaying());
+        }
+        for (Param p : mg.params()) {
+            assertEquals(null, p.grad(), "evaluation left a gradient in " + p.name());
+        }
+        assertEquals(tapes.run(w[3], w[4], 0), graphs.run(w[3], w[4], 0), cell + " training again after evaluation");
+        Map<String, double[]> sg = graphs.state(), sv = tapes.state();
+        graphs.close();
+        assertEquals(sv.keySet(), graphs.state().keySet(), "a closed step keeps its state as values");
+        for (String k : sv.keySet()) {
+            assertArrayEquals(sg.get(k), graphs.state().get(k), k);
+        }
+        assertTrue(!graphs.replaying());
     }
 
     @Test
