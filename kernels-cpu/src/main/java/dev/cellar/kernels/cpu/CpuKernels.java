@@ -875,37 +875,8 @@ final class CpuKernels extends ReferenceKernels {
                                    int cols, float eps) {
         int tasks = (long) rows * cols * 12 < PARALLEL_FMAS || rows < 2 ? 1 : Math.min(threads, rows);
         float[][] part = new float[tasks][2 * cols];
-        java.util.function.IntConsumer body = t -> {
-            float[] acc = part[t];
-            float[] xhat = new float[cols];
-            for (int r = rows * t / tasks, r1 = rows * (t + 1) / tasks; r < r1; r++) {
-                int off = r * cols;
-                double sum = 0;
-                for (int j = 0; j < cols; j++) {
-                    sum += x[off + j];
-                }
-                float mean = (float) (sum / cols);
-                double sq = 0;
-                for (int j = 0; j < cols; j++) {
-                    float d = x[off + j] - mean;
-                    sq += d * d;
-                }
-                float rstd = (float) (1 / Math.sqrt(sq / cols + eps));
-                double gSum = 0, gxSum = 0;
-                for (int j = 0; j < cols; j++) {
-                    float xh = (x[off + j] - mean) * rstd, d = dy[off + j], g = d * gamma[j];
-                    xhat[j] = xh;
-                    gSum += g;
-                    gxSum += g * xh;
-                    acc[j] += d * xh;
-                    acc[cols + j] += d;
-                }
-                float gMean = (float) (gSum / cols), gxMean = (float) (gxSum / cols);
-                for (int j = 0; j < cols; j++) {
-                    dx[off + j] = rstd * (dy[off + j] * gamma[j] - gMean - xhat[j] * gxMean);
-                }
-            }
-        };
+        java.util.function.IntConsumer body = t -> pw.layerNormBackward(x, gamma, dy, dx, part[t], new float[cols], cols, eps,
+                rows * t / tasks, rows * (t + 1) / tasks);
         List<Future<?>> fs = new ArrayList<>(tasks - 1);
         for (int t = 1; t < tasks; t++) {
             int task = t;

@@ -223,4 +223,36 @@ final class ScalarPointwise implements Pointwise {
             }
         }
     }
+
+    @Override
+    public void layerNormBackward(float[] x, float[] gamma, float[] dy, float[] dx, float[] acc, float[] xhat, int cols,
+                                  float eps, int r0, int r1) {
+        for (int r = r0; r < r1; r++) {
+            int off = r * cols;
+            double sum = 0;
+            for (int j = 0; j < cols; j++) {
+                sum += x[off + j];
+            }
+            float mean = (float) (sum / cols);
+            double sq = 0;
+            for (int j = 0; j < cols; j++) {
+                float d = x[off + j] - mean;
+                sq += d * d;
+            }
+            float rstd = (float) (1 / Math.sqrt(sq / cols + eps));
+            double gSum = 0, gxSum = 0;
+            for (int j = 0; j < cols; j++) {
+                float xh = (x[off + j] - mean) * rstd, d = dy[off + j], g = d * gamma[j];
+                xhat[j] = xh;
+                gSum += g;
+                gxSum += g * xh;
+                acc[j] += d * xh;
+                acc[cols + j] += d;
+            }
+            float gMean = (float) (gSum / cols), gxMean = (float) (gxSum / cols);
+            for (int j = 0; j < cols; j++) {
+                dx[off + j] = rstd * (dy[off + j] * gamma[j] - gMean - xhat[j] * gxMean);
+            }
+        }
+    }
 }

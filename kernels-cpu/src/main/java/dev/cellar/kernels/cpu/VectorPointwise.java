@@ -541,4 +541,67 @@ final class VectorPointwise implements Pointwise {
             dx[off + t[r]] -= d[r];
         }
     }
+
+    /** One vector's lanes, stored into {@code lanes}, summed in a fixed order (no vector crosses the call). */
+    private static double laneSum(float[] lanes) {
+        double s = 0;
+        for (float f : lanes) {
+            s += f;
+        }
+        return s;
+    }
+
+    @Override
+    public void layerNormBackward(float[] x, float[] gamma, float[] dy, float[] dx, float[] acc, float[] xhat, int cols,
+                                  float eps, int r0, int r1) {
+        int cv = cols - cols % L;
+        float[] lanes = LANES.get();
+        for (int r = r0; r < r1; r++) {
+            int off = r * cols;
+            float mean = (float) (sum(x, off, cols) / cols);
+            FloatVector vq = FloatVector.zero(S);
+            for (int j = 0; j < cv; j += L) {
+                FloatVector d = FloatVector.fromArray(S, x, off + j).sub(mean);
+                vq = d.fma(d, vq);
+            }
+            vq.intoArray(lanes, 0);
+            double sq = laneSum(lanes);
+            for (int j = cv; j < cols; j++) {
+                float d = x[off + j] - mean;
+                sq += d * d;
+            }
+            float rstd = (float) (1 / Math.sqrt(sq / cols + eps));
+            FloatVector vg = FloatVector.zero(S), vgx = FloatVector.zero(S);
+            for (int j = 0; j < cv; j += L) {
+                FloatVector xh = FloatVector.fromArray(S, x, off + j).sub(mean).mul(rstd);
+                FloatVector d = FloatVector.fromArray(S, dy, off + j);
+                FloatVector g = d.mul(FloatVector.fromArray(S, gamma, j));
+                xh.intoArray(xhat, j);
+                vg = vg.add(g);
+                vgx = g.fma(xh, vgx);
+                d.fma(xh, FloatVector.fromArray(S, acc, j)).intoArray(acc, j);
+                d.add(FloatVector.fromArray(S, acc, cols + j)).intoArray(acc, cols + j);
+            }
+            vg.intoArray(lanes, 0);
+            double gSum = laneSum(lanes);
+            vgx.intoArray(lanes, 0);
+            double gxSum = laneSum(lanes);
+            for (int j = cv; j < cols; j++) {
+                float xh = (x[off + j] - mean) * rstd, d = dy[off + j], g = d * gamma[j];
+                xhat[j] = xh;
+                gSum += g;
+                gxSum += g * xh;
+                acc[j] += d * xh;
+                acc[cols + j] += d;
+            }
+            float gMean = (float) (gSum / cols), gxMean = (float) (gxSum / cols);
+            for (int j = 0; j < cv; j += L) {
+                FloatVector g = FloatVector.fromArray(S, dy, off + j).mul(FloatVector.fromArray(S, gamma, j));
+                g.sub(gMean).sub(FloatVector.fromArray(S, xhat, j).mul(gxMean)).mul(rstd).intoArray(dx, off + j);
+            }
+            for (int j = cv; j < cols; j++) {
+                dx[off + j] = rstd * (dy[off + j] * gamma[j] - gMean - xhat[j] * gxMean);
+            }
+        }
+    }
 }
