@@ -110,6 +110,11 @@ public final class KernelGraph implements AutoCloseable {
         return rec.mine.size();
     }
 
+    /** The number of buffers the pass asked for (each a new one or one it had released). */
+    int requests() {
+        return rec.requests;
+    }
+
     /**
      * Whether a replay reads what the pass wrote from {@code source}: false for an input the pass wrote and never
      * used (a state tensor a cell ignores), which the caller then need not refill.
@@ -151,7 +156,8 @@ public final class KernelGraph implements AutoCloseable {
      * Adds the leaf gradients of the first {@code count} graphs, each a replica's pass over its own rows, into the
      * leaves' own ({@code grad()}), in graph order: a leaf without one gets a new buffer from the first graph's
      * kernels, which the caller frees as usual (an optimizer's {@code zeroGrad}). Call it on one thread, after the
-     * replays.
+     * replays. Onto a gradient already there (no {@code zeroGrad} between windows) the graphs' sum is added as a
+     * whole, where replica tapes add one after the other: the same values, not always the same last bit.
      */
     public static void mergeGradients(KernelGraph[] graphs, int count) {
         KernelGraph first = graphs[0];
@@ -208,6 +214,8 @@ public final class KernelGraph implements AutoCloseable {
         private final Map<String, Optional<FusedKernel>> fusedKernels = new HashMap<>();
         private final Map<DType, Storage> zeros = new HashMap<>();
         boolean sealed;
+        /** How many buffers the pass asked for. */
+        int requests;
         /** Whether the pass read a buffer back to the host (other than to check it). */
         boolean readBack;
 
@@ -226,6 +234,7 @@ public final class KernelGraph implements AutoCloseable {
             if (sealed) {
                 throw new CellarException("a captured kernel graph makes no new buffers");
             }
+            requests++;
             ArrayDeque<Storage> q = free.get(key(dtype, size));
             Storage s = q == null ? null : q.pollLast();
             if (s == null) {
@@ -265,7 +274,7 @@ public final class KernelGraph implements AutoCloseable {
         }
 
         private void written(Storage dst, Object src) {
-            use(dst); // an earlier write into dst, now overwritten, is dead unless read before
+            use(dst); // an earlier write into dst counts as read (conservatively: its array is refilled for nothing)
             writtenFrom.put(dst, src);
         }
 
@@ -286,6 +295,14 @@ public final class KernelGraph implements AutoCloseable {
             }
             writtenFrom.remove(s);
             free.computeIfAbsent(key(s.dtype(), s.size()), x -> new ArrayDeque<>()).addLast(s);
+        }
+
+        /** A buffer the pass gave up (a scope's close) that stays the graph's but is not handed out again. */
+        void retire(Storage s) {
+            if (!mine.contains(s)) {
+                throw new CellarException("a captured pass released a buffer it did not make (" + s + ")");
+            }
+            writtenFrom.remove(s);
         }
 
         @Override

@@ -304,7 +304,7 @@ public final class Tape implements Ops, AutoCloseable {
     @Override
     public Tensor ids(int[] ids, Shape shape) {
         checkCount(ids.length, shape);
-        Var v = alloc(shape, DType.I32);
+        Var v = allocFull(shape, DType.I32); // the write fills it
         k.write(v.storage, ids);
         return v;
     }
@@ -1792,8 +1792,10 @@ public final class Tape implements Ops, AutoCloseable {
      */
     private void releaseClosing(Var x) {
         if (x.storage != null) {
-            if (x.kernels instanceof KernelGraph.Recorder) {
-                x.kernels.recycle(x.storage); // a graph keeps every buffer its pass made
+            if (x.kernels instanceof KernelGraph.Recorder r) {
+                // kept by the graph but never handed out again: a view kept out of the scope reads it in a replay
+                // as in the pass (a tape would fail such a use with "storage used after close")
+                r.retire(x.storage);
             } else {
                 x.storage.close();
             }
@@ -1810,7 +1812,7 @@ public final class Tape implements Ops, AutoCloseable {
             }
         }
         if (leafGrads != null) { // a replica closed without merging (a failed step): its gradients go back to the pool
-            leafGrads.values().forEach(Storage::close);
+            leafGrads.values().forEach(k::recycle);
             leafGrads.clear();
         }
         if (owned.size() > ownedHint) {

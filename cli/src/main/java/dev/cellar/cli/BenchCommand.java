@@ -58,9 +58,9 @@ final class BenchCommand implements Callable<Integer> {
     String backend;
     @Option(names = "--device", paramLabel = "DEVICE", description = "OpenCL device: index or part of its name (see 'cellar doctor')")
     String device;
-    @Option(names = "--graph", negatable = true, defaultValue = "true", fallbackValue = "true",
+    @Option(names = "--graph", negatable = true, defaultValue = "${sys:cellar.graphs:-true}", fallbackValue = "true",
             description = "replay the first training step's recorded kernel calls for the later ones, as train does "
-                    + "(default); --no-graph runs every step on tapes")
+                    + "(default, unless -Dcellar.graphs=false); --no-graph runs every step on tapes")
     boolean graph;
     @Option(names = "--json", description = "print one JSON object")
     boolean json;

@@ -212,7 +212,7 @@ public final class Sampler {
             state.forEach(st -> flat.addAll(st.tensors()));
             stateIn = new float[flat.size()][];
             stateRead = new boolean[flat.size()];
-            stateOut = new Tensor[flat.size()];
+            List<List<Tensor>> outs = new ArrayList<>(); // the output state as the step grouped it
             Shape[] shapes = new Shape[flat.size()];
             for (int j = 0; j < flat.size(); j++) {
                 stateIn[j] = flat.get(j).toFloats();
@@ -234,17 +234,15 @@ public final class Sampler {
                     }
                     LanguageModel.Output o = model.step(t, t.ids(graphIds, Shape.of(graphIds.length)), in);
                     graphLogits = t.keep(o.logits());
-                    int i = 0;
                     for (State st : o.state()) {
-                        for (Tensor x : st.tensors()) {
-                            stateOut[i++] = t.keep(x);
-                        }
+                        outs.add(st.tensors().stream().map(x -> (Tensor) t.keep(x)).toList());
                     }
                     return null;
                 });
             });
-            boolean ok = graph.replayable();
-            for (int j = 0; j < stateIn.length; j++) {
+            stateOut = outs.stream().flatMap(List::stream).toArray(Tensor[]::new);
+            boolean ok = graph.replayable() && stateOut.length == stateIn.length;
+            for (int j = 0; ok && j < stateIn.length; j++) {
                 stateRead[j] = graph.reads(stateIn[j]);
                 ok &= !stateRead[j] || stateOut[j] != null && stateOut[j].shape().size() == stateIn[j].length;
             }
@@ -252,13 +250,12 @@ public final class Sampler {
             graph.read(graphLogits, logits);
             if (!ok) { // back to tapes from the state this step left
                 List<State> next = new ArrayList<>();
-                int j = 0;
-                for (State st : state) {
+                for (List<Tensor> group : outs) {
                     List<Tensor> ts = new ArrayList<>();
-                    for (int i = 0; i < st.size(); i++, j++) {
-                        float[] v = new float[stateOut[j].shape().size()];
-                        graph.read(stateOut[j], v);
-                        ts.add(tape.constant(v, stateOut[j].shape()));
+                    for (Tensor x : group) {
+                        float[] v = new float[x.shape().size()];
+                        graph.read(x, v);
+                        ts.add(tape.constant(v, x.shape()));
                     }
                     next.add(new State(ts));
                 }

@@ -221,6 +221,8 @@ public final class Trainer {
             }
         } catch (IOException e) {
             throw new CellarException("cannot write metrics in " + outDir + ": " + e.getMessage());
+        } finally {
+            trainStep.close(); // the recorded window's buffers back to the backend; a later run() records again
         }
         if (last != null) {
             save(last);
@@ -249,6 +251,9 @@ public final class Trainer {
     }
 
     private Evaluator.Result validate(Writer metrics, long step) throws IOException {
+        // the training window's recorded buffers go back first, for evaluation's to reuse (the next window records
+        // again): otherwise both would be held at once
+        trainStep.close();
         Evaluator.Result r = Evaluator.evaluate(model, backend, val, config.batch(), config.seq(), charsPerToken);
         listener.onEval(step, r);
         Map<String, Object> m = new LinkedHashMap<>();

@@ -815,7 +815,7 @@ final class CpuKernels extends ReferenceKernels {
                 float[] x = f32(in[0]), gamma = f32(in[1]), beta = f32(in[2]), y = CpuStorage.out(out[0]).f;
                 int cols = dims[1];
                 float eps = layerNormEps(dims);
-                rows(dims[0], (long) dims[0] * cols * 8, (r0, r1) -> layerNorm(x, gamma, beta, y, cols, eps, r0, r1));
+                rows(dims[0], (long) dims[0] * cols * 8, (r0, r1) -> pw.layerNorm(x, gamma, beta, y, cols, eps, r0, r1));
             });
             case "layer_norm_backward" -> java.util.Optional.of((in, out, dims) -> {
                 checkFused(name, in, 3, out, 3, dims);
@@ -845,29 +845,8 @@ final class CpuKernels extends ReferenceKernels {
         return (float) Math.pow(10, -(dims.length > 2 ? dims[2] : 5));
     }
 
-    /** Rows [r0, r1): y = (x - mean) / sqrt(var + eps) gamma + beta, var the biased variance of the row. */
-    private static void layerNorm(float[] x, float[] gamma, float[] beta, float[] y, int cols, float eps, int r0, int r1) {
-        for (int r = r0; r < r1; r++) {
-            int off = r * cols;
-            double sum = 0;
-            for (int j = 0; j < cols; j++) {
-                sum += x[off + j];
-            }
-            float mean = (float) (sum / cols);
-            double sq = 0;
-            for (int j = 0; j < cols; j++) {
-                float d = x[off + j] - mean;
-                sq += d * d;
-            }
-            float rstd = (float) (1 / Math.sqrt(sq / cols + eps));
-            for (int j = 0; j < cols; j++) {
-                y[off + j] = (x[off + j] - mean) * rstd * gamma[j] + beta[j];
-            }
-        }
-    }
-
     /**
-     * dx, dgamma, dbeta of {@link #layerNorm} from x, gamma and dy: with xhat = (x - mean) rstd and g = dy gamma,
+     * dx, dgamma, dbeta of {@link Pointwise#layerNorm} from x, gamma and dy: with xhat = (x - mean) rstd and g = dy gamma,
      * dx = rstd (g - mean(g) - xhat mean(g xhat)), dgamma = sum over rows of dy xhat, dbeta = sum over rows of dy. The
      * rows are split over the pool, each part summing dgamma and dbeta into its own buffer.
      */

@@ -45,6 +45,9 @@ interface Pointwise {
     /** Rows [r0, r1): dx[r, j] = d[r] (exp(x[r, j] - lse[r]) - [j = t[r]]). */
     void crossEntropyBackward(float[] x, int[] t, float[] lse, float[] d, float[] dx, int cols, int r0, int r1);
 
+    /** Rows [r0, r1): y = (x - mean) / sqrt(var + eps) gamma + beta, var the biased variance of the row. */
+    void layerNorm(float[] x, float[] gamma, float[] beta, float[] y, int cols, float eps, int r0, int r1);
+
     /**
      * Layer norm's backward over rows [r0, r1) of (rows, cols): dx, and each column's dgamma and dbeta sums added
      * into acc[j] and acc[cols + j]; xhat is a scratch row of cols.

@@ -225,6 +225,27 @@ final class ScalarPointwise implements Pointwise {
     }
 
     @Override
+    public void layerNorm(float[] x, float[] gamma, float[] beta, float[] y, int cols, float eps, int r0, int r1) {
+        for (int r = r0; r < r1; r++) {
+            int off = r * cols;
+            double sum = 0;
+            for (int j = 0; j < cols; j++) {
+                sum += x[off + j];
+            }
+            float mean = (float) (sum / cols);
+            double sq = 0;
+            for (int j = 0; j < cols; j++) {
+                float d = x[off + j] - mean;
+                sq += d * d;
+            }
+            float rstd = (float) (1 / Math.sqrt(sq / cols + eps));
+            for (int j = 0; j < cols; j++) {
+                y[off + j] = (x[off + j] - mean) * rstd * gamma[j] + beta[j];
+            }
+        }
+    }
+
+    @Override
     public void layerNormBackward(float[] x, float[] gamma, float[] dy, float[] dx, float[] acc, float[] xhat, int cols,
                                   float eps, int r0, int r1) {
         for (int r = r0; r < r1; r++) {

@@ -552,6 +552,35 @@ final class VectorPointwise implements Pointwise {
     }
 
     @Override
+    public void layerNorm(float[] x, float[] gamma, float[] beta, float[] y, int cols, float eps, int r0, int r1) {
+        int cv = cols - cols % L;
+        float[] lanes = LANES.get();
+        for (int r = r0; r < r1; r++) {
+            int off = r * cols;
+            float mean = (float) (sum(x, off, cols) / cols);
+            FloatVector vq = FloatVector.zero(S);
+            for (int j = 0; j < cv; j += L) {
+                FloatVector d = FloatVector.fromArray(S, x, off + j).sub(mean);
+                vq = d.fma(d, vq);
+            }
+            vq.intoArray(lanes, 0);
+            double sq = laneSum(lanes);
+            for (int j = cv; j < cols; j++) {
+                float d = x[off + j] - mean;
+                sq += d * d;
+            }
+            float rstd = (float) (1 / Math.sqrt(sq / cols + eps));
+            for (int j = 0; j < cv; j += L) {
+                FloatVector.fromArray(S, x, off + j).sub(mean).mul(rstd).mul(FloatVector.fromArray(S, gamma, j))
+                        .add(FloatVector.fromArray(S, beta, j)).intoArray(y, off + j);
+            }
+            for (int j = cv; j < cols; j++) {
+                y[off + j] = (x[off + j] - mean) * rstd * gamma[j] + beta[j];
+            }
+        }
+    }
+
+    @Override
     public void layerNormBackward(float[] x, float[] gamma, float[] dy, float[] dx, float[] acc, float[] xhat, int cols,
                                   float eps, int r0, int r1) {
         int cv = cols - cols % L;
