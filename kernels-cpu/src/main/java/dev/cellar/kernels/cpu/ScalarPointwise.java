@@ -224,21 +224,30 @@ final class ScalarPointwise implements Pointwise {
         }
     }
 
+    /** The mean of row x[off, off + cols). */
+    private static float mean(float[] x, int off, int cols) {
+        double sum = 0;
+        for (int j = 0; j < cols; j++) {
+            sum += x[off + j];
+        }
+        return (float) (sum / cols);
+    }
+
+    /** 1 / sqrt(var + eps) of row x[off, off + cols) around its mean (the biased variance). */
+    private static float rstd(float[] x, int off, int cols, float mean, float eps) {
+        double sq = 0;
+        for (int j = 0; j < cols; j++) {
+            float d = x[off + j] - mean;
+            sq += d * d;
+        }
+        return (float) (1 / Math.sqrt(sq / cols + eps));
+    }
+
     @Override
     public void layerNorm(float[] x, float[] gamma, float[] beta, float[] y, int cols, float eps, int r0, int r1) {
         for (int r = r0; r < r1; r++) {
             int off = r * cols;
-            double sum = 0;
-            for (int j = 0; j < cols; j++) {
-                sum += x[off + j];
-            }
-            float mean = (float) (sum / cols);
-            double sq = 0;
-            for (int j = 0; j < cols; j++) {
-                float d = x[off + j] - mean;
-                sq += d * d;
-            }
-            float rstd = (float) (1 / Math.sqrt(sq / cols + eps));
+            float mean = mean(x, off, cols), rstd = rstd(x, off, cols, mean, eps);
             for (int j = 0; j < cols; j++) {
                 y[off + j] = (x[off + j] - mean) * rstd * gamma[j] + beta[j];
             }
@@ -250,17 +259,7 @@ final class ScalarPointwise implements Pointwise {
                                   float eps, int r0, int r1) {
         for (int r = r0; r < r1; r++) {
             int off = r * cols;
-            double sum = 0;
-            for (int j = 0; j < cols; j++) {
-                sum += x[off + j];
-            }
-            float mean = (float) (sum / cols);
-            double sq = 0;
-            for (int j = 0; j < cols; j++) {
-                float d = x[off + j] - mean;
-                sq += d * d;
-            }
-            float rstd = (float) (1 / Math.sqrt(sq / cols + eps));
+            float mean = mean(x, off, cols), rstd = rstd(x, off, cols, mean, eps);
             double gSum = 0, gxSum = 0;
             for (int j = 0; j < cols; j++) {
                 float xh = (x[off + j] - mean) * rstd, d = dy[off + j], g = d * gamma[j];

@@ -551,25 +551,31 @@ final class VectorPointwise implements Pointwise {
         return s;
     }
 
+    /** 1 / sqrt(var + eps) of row x[off, off + cols) around its mean (the biased variance). */
+    private static float rstd(float[] x, int off, int cols, float mean, float eps) {
+        int cv = cols - cols % L;
+        FloatVector vq = FloatVector.zero(S);
+        for (int j = 0; j < cv; j += L) {
+            FloatVector d = FloatVector.fromArray(S, x, off + j).sub(mean);
+            vq = d.fma(d, vq);
+        }
+        float[] lanes = LANES.get();
+        vq.intoArray(lanes, 0);
+        double sq = laneSum(lanes);
+        for (int j = cv; j < cols; j++) {
+            float d = x[off + j] - mean;
+            sq += d * d;
+        }
+        return (float) (1 / Math.sqrt(sq / cols + eps));
+    }
+
     @Override
     public void layerNorm(float[] x, float[] gamma, float[] beta, float[] y, int cols, float eps, int r0, int r1) {
         int cv = cols - cols % L;
-        float[] lanes = LANES.get();
         for (int r = r0; r < r1; r++) {
             int off = r * cols;
             float mean = (float) (sum(x, off, cols) / cols);
-            FloatVector vq = FloatVector.zero(S);
-            for (int j = 0; j < cv; j += L) {
-                FloatVector d = FloatVector.fromArray(S, x, off + j).sub(mean);
-                vq = d.fma(d, vq);
-            }
-            vq.intoArray(lanes, 0);
-            double sq = laneSum(lanes);
-            for (int j = cv; j < cols; j++) {
-                float d = x[off + j] - mean;
-                sq += d * d;
-            }
-            float rstd = (float) (1 / Math.sqrt(sq / cols + eps));
+            float rstd = rstd(x, off, cols, mean, eps);
             for (int j = 0; j < cv; j += L) {
                 FloatVector.fromArray(S, x, off + j).sub(mean).mul(rstd).mul(FloatVector.fromArray(S, gamma, j))
                         .add(FloatVector.fromArray(S, beta, j)).intoArray(y, off + j);
@@ -588,18 +594,7 @@ final class VectorPointwise implements Pointwise {
         for (int r = r0; r < r1; r++) {
             int off = r * cols;
             float mean = (float) (sum(x, off, cols) / cols);
-            FloatVector vq = FloatVector.zero(S);
-            for (int j = 0; j < cv; j += L) {
-                FloatVector d = FloatVector.fromArray(S, x, off + j).sub(mean);
-                vq = d.fma(d, vq);
-            }
-            vq.intoArray(lanes, 0);
-            double sq = laneSum(lanes);
-            for (int j = cv; j < cols; j++) {
-                float d = x[off + j] - mean;
-                sq += d * d;
-            }
-            float rstd = (float) (1 / Math.sqrt(sq / cols + eps));
+            float rstd = rstd(x, off, cols, mean, eps);
             FloatVector vg = FloatVector.zero(S), vgx = FloatVector.zero(S);
             for (int j = 0; j < cv; j += L) {
                 FloatVector xh = FloatVector.fromArray(S, x, off + j).sub(mean).mul(rstd);
