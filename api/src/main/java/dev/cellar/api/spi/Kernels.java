@@ -31,6 +31,18 @@ public interface Kernels {
         s.close();
     }
 
+    /**
+     * Sets every element of {@code dst} to zero, as {@link #allocate} hands a buffer out (a replayed
+     * {@code KernelGraph} zeroes the buffers its pass allocated this way). Defaults to writing a zero array.
+     */
+    default void zero(Storage dst) {
+        switch (dst.dtype()) {
+            case F32 -> write(dst, new float[dst.size()]);
+            case F64 -> write(dst, new double[dst.size()]);
+            case I32 -> write(dst, new int[dst.size()]);
+        }
+    }
+
     /** Host to device; converts to the storage's dtype. {@code src.length == dst.size()}. */
     void write(Storage dst, double[] src);
 

@@ -295,6 +295,22 @@ public abstract class KernelContractTest {
     }
 
     @Test
+    void zeroSetsEveryElementOfEveryDtypeToZero() {
+        Kernels k = candidate();
+        for (DType dt : DType.values()) {
+            for (int n : new int[] {1, 17, 1000}) {
+                Storage s = k.allocate(dt, n);
+                double[] v = new double[n];
+                java.util.Arrays.fill(v, 3);
+                k.write(s, v);
+                k.zero(s);
+                assertArrayEquals(new double[n], k.readDoubles(s), dt + " x " + n);
+                s.close();
+            }
+        }
+    }
+
+    @Test
     void aClosedStorageIsRefusedAndClosingTwiceIsHarmless() {
         Kernels k = candidate();
         Storage s = k.allocate(DType.F32, 10);

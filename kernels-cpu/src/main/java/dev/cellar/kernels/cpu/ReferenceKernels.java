@@ -41,6 +41,16 @@ class ReferenceKernels implements Kernels {
     }
 
     @Override
+    public void zero(Storage dst) {
+        CpuStorage s = CpuStorage.out(dst);
+        switch (s.dtype) {
+            case F32 -> java.util.Arrays.fill(s.f, 0, s.size, 0f);
+            case F64 -> java.util.Arrays.fill(s.d, 0, s.size, 0d);
+            case I32 -> java.util.Arrays.fill(s.i, 0, s.size, 0);
+        }
+    }
+
+    @Override
     public void write(Storage dst, float[] src) {
         CpuStorage s = CpuStorage.out(dst);
         checkLength(s, src.length);
