@@ -49,10 +49,9 @@ public final class KernelGraph implements AutoCloseable {
     private final Recorder rec = new Recorder();
     private final List<Runnable> program = new ArrayList<>();
     private Runnable[] steps;
-    /** The pass's leaf gradients: leaves[i]'s is grads[i]. */
+    /** The leaves the pass gave gradients, in a fixed order, and each one's gradient. */
     private Var[] leaves = new Var[0];
-    private Storage[] grads = new Storage[0];
-    private final Map<Var, Storage> gradOf = new IdentityHashMap<>();
+    private Map<Var, Storage> gradOf = Map.of();
     /** Why a replay would not redo the pass, or null. */
     private String notReplayable;
     private boolean closed;
@@ -72,13 +71,8 @@ public final class KernelGraph implements AutoCloseable {
         try {
             try (Tape tape = Tape.recording(backend, g.rec, seed)) {
                 pass.accept(tape);
-                Map<Var, Storage> lg = tape.takeLeafGradients();
-                g.leaves = lg.keySet().toArray(new Var[0]);
-                g.grads = new Storage[g.leaves.length];
-                for (int i = 0; i < g.leaves.length; i++) {
-                    g.grads[i] = lg.get(g.leaves[i]);
-                    g.gradOf.put(g.leaves[i], g.grads[i]);
-                }
+                g.gradOf = tape.takeLeafGradients();
+                g.leaves = g.gradOf.keySet().toArray(new Var[0]);
                 g.notReplayable = g.rec.readBack ? "read a buffer back to the host" : tape.notReplayable();
             }
         } catch (RuntimeException | Error e) {
@@ -169,16 +163,16 @@ public final class KernelGraph implements AutoCloseable {
             if (leaf.grad == null) {
                 Storage out = k.empty(leaf.dtype, leaf.size());
                 if (count == 1) {
-                    k.copy(first.grads[i], 0, st, out, 0, st, leaf.shape);
+                    k.copy(first.gradOf.get(leaf), 0, st, out, 0, st, leaf.shape);
                     p = 1;
                 } else {
-                    k.binary(Binary.ADD, first.grads[i], st, graphs[1].gradOf.get(leaf), st, out, leaf.shape);
+                    k.binary(Binary.ADD, first.gradOf.get(leaf), st, graphs[1].gradOf.get(leaf), st, out, leaf.shape);
                     p = 2;
                 }
                 leaf.grad = out;
             }
             for (; p < count; p++) {
-                Storage g = p == 0 ? first.grads[i] : graphs[p].gradOf.get(leaf);
+                Storage g = graphs[p].gradOf.get(leaf);
                 k.binary(Binary.ADD, leaf.grad, st, g, st, leaf.grad, leaf.shape);
             }
         }
@@ -282,14 +276,14 @@ public final class KernelGraph implements AutoCloseable {
 
         @Override
         public void recycle(Storage s) {
-            if (!mine.contains(s)) {
-                throw new CellarException("a captured pass released a buffer it did not make (" + s + ")");
-            }
-            writtenFrom.remove(s);
+            retire(s);
             free.computeIfAbsent(key(s.dtype(), s.size()), x -> new ArrayDeque<>()).addLast(s);
         }
 
-        /** A buffer the pass gave up (a scope's close) that stays the graph's but is not handed out again. */
+        /**
+         * A buffer the pass gave up: it stays the graph's, and only {@link #recycle} hands it out again (a scope's
+         * close retires its buffers without).
+         */
         void retire(Storage s) {
             if (!mine.contains(s)) {
                 throw new CellarException("a captured pass released a buffer it did not make (" + s + ")");

@@ -224,13 +224,29 @@ public final class TrainStep implements AutoCloseable {
                 return o.state();
             });
             next.set(p, carry(tape, out));
-            return whole ? loss[0] : loss[0] * n / batch;
+            return weighted(p, loss[0]);
         }
         Tensor[] loss = new Tensor[1];
         LanguageModel.Output o = trainPass(tape, x, y, shape, s, loss);
         double l = loss[0].item();
         next.set(p, carry(tape, o.state()));
-        return whole ? l : l * n / batch;
+        return weighted(p, l);
+    }
+
+    /** Part p's mean loss weighted by its share of the batch's rows: the parts' weighted losses sum to the batch's. */
+    private double weighted(int p, double loss) {
+        int n = rows[p + 1] - rows[p];
+        return n == batch ? loss : loss * n / batch;
+    }
+
+    /** The batch's loss from the graphs' kept losses, after a capture or a replay. */
+    private double graphLoss(KernelGraph[] gs) {
+        double loss = 0;
+        for (int p = 0; p < gs.length; p++) {
+            gs[p].read(lossOut[p], lossValue);
+            loss += weighted(p, lossValue[0]);
+        }
+        return loss;
     }
 
     /**
@@ -282,7 +298,6 @@ public final class TrainStep implements AutoCloseable {
         List<List<State>> before = carried;
         carried = null;
         fillInputs(ids, targets, before);
-        double loss = 0;
         try {
             if (parts == 1) {
                 gs[0] = capturePart(0, seed, outs, train);
@@ -300,10 +315,9 @@ public final class TrainStep implements AutoCloseable {
             }
             throw e;
         }
+        double loss = graphLoss(gs);
         boolean replayable = true;
         for (int p = 0; p < parts; p++) {
-            gs[p].read(lossOut[p], lossValue);
-            loss += parts == 1 ? lossValue[0] : (double) lossValue[0] * (rows[p + 1] - rows[p]) / batch;
             replayable &= gs[p].replayable();
             for (int j = 0; j < stateIn[p].length; j++) {
                 stateRead[p][j] = gs[p].reads(stateIn[p][j]);
@@ -384,15 +398,23 @@ public final class TrainStep implements AutoCloseable {
 
     /** Rows [r0, r0 + n) of the restored state's tensor {@code key} into {@code dst}, or zeros. */
     private void fillPending(float[] dst, String key, int r0, int n) {
-        double[] v = pending == null ? null : pending.get(key);
-        int perRow = dst.length / Math.max(1, n);
-        if (v == null || v.length != perRow * batch) {
+        double[] v = pendingRows(key, r0, n, dst.length / Math.max(1, n));
+        if (v == null) {
             Arrays.fill(dst, 0);
             return;
         }
         for (int i = 0; i < dst.length; i++) {
-            dst[i] = (float) v[r0 * perRow + i];
+            dst[i] = (float) v[i];
         }
+    }
+
+    /**
+     * Rows [r0, r0 + n) of the restored state's tensor {@code key}, {@code perRow} values a row; null without a
+     * restored state, or when it has no such tensor or one of another size (that tensor starts from zeros).
+     */
+    private double[] pendingRows(String key, int r0, int n, int perRow) {
+        double[] v = pending == null ? null : pending.get(key);
+        return v == null || v.length != perRow * batch ? null : Arrays.copyOfRange(v, r0 * perRow, (r0 + n) * perRow);
     }
 
     /** Part p's capture: its window on a recording tape, keeping the loss and the output state. */
@@ -422,17 +444,8 @@ public final class TrainStep implements AutoCloseable {
                 });
             }
             lossOut[p] = tape.keep(loss[0]);
-            List<Tensor> flat = new ArrayList<>();
-            List<State> out = new ArrayList<>();
-            for (State st : o.state()) {
-                List<Tensor> ts = new ArrayList<>();
-                for (Tensor t : st.tensors()) {
-                    ts.add(tape.keep(t));
-                    flat.add(t);
-                }
-                out.add(new State(ts));
-            }
-            stateOut[p] = flat.toArray(new Tensor[0]);
+            List<State> out = carry(tape, o.state());
+            stateOut[p] = out.stream().flatMap(st -> st.tensors().stream()).toArray(Tensor[]::new);
             outs.set(p, out);
         });
     }
@@ -454,11 +467,7 @@ public final class TrainStep implements AutoCloseable {
         if (graphTrain) {
             KernelGraph.mergeGradients(graphs, parts);
         }
-        double loss = 0;
-        for (int p = 0; p < parts; p++) {
-            graphs[p].read(lossOut[p], lossValue);
-            loss += parts == 1 ? lossValue[0] : (double) lossValue[0] * (rows[p + 1] - rows[p]) / batch;
-        }
+        double loss = graphLoss(graphs);
         carried = graphState;
         pending = null;
         return loss;
@@ -512,10 +521,8 @@ public final class TrainStep implements AutoCloseable {
             List<Tensor> ts = new ArrayList<>();
             for (int i = 0; i < init.get(l).size(); i++) {
                 Tensor z = init.get(l).get(i);
-                double[] v = pending.get("state." + l + "." + i);
-                int perRow = z.shape().size() / Math.max(1, n);
-                ts.add(v == null || v.length != perRow * batch ? z
-                        : tape.constant(Arrays.copyOfRange(v, r0 * perRow, (r0 + n) * perRow), z.shape()));
+                double[] v = pendingRows("state." + l + "." + i, r0, n, z.shape().size() / Math.max(1, n));
+                ts.add(v == null ? z : tape.constant(v, z.shape()));
             }
             out.add(new State(ts));
         }
