@@ -219,8 +219,7 @@ public final class Sampler {
                 shapes[j] = flat.get(j).shape();
             }
             graphIds = ids.clone();
-            Kernels k = replayOn.replicas().map(r -> r.kernels().get(0)).orElseGet(replayOn::kernels);
-            graph = KernelGraph.capture(replayOn, k, 0, t -> {
+            graph = KernelGraph.capture(replayOn, kernels(replayOn), 0, t -> {
                 t.setTraining(false);
                 t.noGrad(() -> {
                     List<State> in = new ArrayList<>();
@@ -244,10 +243,9 @@ public final class Sampler {
             boolean ok = graph.replayable() && stateOut.length == stateIn.length;
             for (int j = 0; ok && j < stateIn.length; j++) {
                 stateRead[j] = graph.reads(stateIn[j]);
-                ok &= !stateRead[j] || stateOut[j] != null && stateOut[j].shape().size() == stateIn[j].length;
+                ok &= !stateRead[j] || stateOut[j].shape().size() == stateIn[j].length;
             }
-            float[] logits = new float[graphLogits.shape().size()];
-            graph.read(graphLogits, logits);
+            float[] logits = logits();
             if (!ok) { // back to tapes from the state this step left
                 List<State> next = new ArrayList<>();
                 for (List<Tensor> group : outs) {
@@ -275,9 +273,14 @@ public final class Sampler {
                 }
             }
             graph.replay();
+            fed++;
+            return logits();
+        }
+
+        /** The logits the graph's last run left, in a new array (the caller keeps it). */
+        private float[] logits() {
             float[] logits = new float[graphLogits.shape().size()];
             graph.read(graphLogits, logits);
-            fed++;
             return logits;
         }
 
@@ -356,9 +359,13 @@ public final class Sampler {
      * against 0.51-0.65 split over two threads (--threads 1 against 2, two runs each).
      */
     static Tape tape(Backend backend, long seed) {
-        return backend.replicas()
-                .map(r -> Tape.replica(backend, r.kernels().get(0), DType.F32, seed))
-                .orElseGet(() -> Tape.on(backend, DType.F32, seed));
+        Kernels k = kernels(backend);
+        return k == backend.kernels() ? Tape.on(backend, DType.F32, seed) : Tape.replica(backend, k, DType.F32, seed);
+    }
+
+    /** The kernels generation computes with: the first replica's, or the backend's own when it has none. */
+    static Kernels kernels(Backend backend) {
+        return backend.replicas().map(r -> r.kernels().get(0)).orElseGet(backend::kernels);
     }
 
     /** Beam search over log-probabilities; beams are the batch rows, states reordered by row gathers. */
