@@ -60,6 +60,11 @@ public final class KernelGraph implements AutoCloseable {
         this.k = kernels;
     }
 
+    /** Whether callers record and replay by default: yes, unless the system property {@code cellar.graphs} is false. */
+    public static boolean enabledByDefault() {
+        return !"false".equals(System.getProperty("cellar.graphs"));
+    }
+
     /**
      * Runs {@code pass} once on a tape that computes with {@code kernels} (the backend's own or one of its replica
      * sets) and keeps its leaf gradients to itself, as a {@linkplain Tape#replica replica's} tape does; records what

@@ -58,7 +58,7 @@ public final class Sampler {
      * word is part of it ({@code prompt + result} reads as one text).
      */
     public static String generate(LanguageModel model, Backend backend, String prompt, Settings s, Consumer<String> out) {
-        return generate(model, backend, prompt, s, out, !"false".equals(System.getProperty("cellar.graphs")));
+        return generate(model, backend, prompt, s, out, KernelGraph.enabledByDefault());
     }
 
     /** {@link #generate}, feeding a recurrent model's tokens by replays ({@link Feeder#replayFrom}) when {@code replay}. */

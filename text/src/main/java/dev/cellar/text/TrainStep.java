@@ -81,7 +81,7 @@ public final class TrainStep implements AutoCloseable {
 
     /** Replaying training windows unless the system property {@code cellar.graphs} is {@code false}. */
     public TrainStep(LanguageModel model, Backend backend, int batch, int seq) {
-        this(model, backend, batch, seq, !"false".equals(System.getProperty("cellar.graphs")));
+        this(model, backend, batch, seq, KernelGraph.enabledByDefault());
     }
 
     /** With {@code graphs} false, every window runs on tapes (as the first does). */
