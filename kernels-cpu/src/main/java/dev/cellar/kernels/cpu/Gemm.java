@@ -10,6 +10,14 @@ interface Gemm {
     int panel();
 
     /**
+     * Whether {@link #panels} packs A itself for a product of {@code m} rows, reading it through its strides: a
+     * transposed A then needs no row-major copy first.
+     */
+    default boolean packsA(int m) {
+        return false;
+    }
+
+    /**
      * Computes panels [p0, p1) of C: rows 0..m, columns p*panel ... within n. A (i, q) is {@code a[aOff + i*ars +
      * q*acs]}; {@code bp} holds B packed per panel ({@code k * panel} floats per panel, zero padded past n).
      */

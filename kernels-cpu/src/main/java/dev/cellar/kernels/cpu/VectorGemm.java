@@ -5,8 +5,9 @@ import jdk.incubator.vector.VectorSpecies;
 
 /**
  * Vector API micro-kernel: 8 rows x 2 vectors of accumulators where the ISA has 32 vector registers (AVX-512), else
- * 4 x 2 (AVX2's 16 registers would spill 8 x 2), then single rows; one broadcast of A per row and two loads of
- * packed B per step of k. Only loaded when jdk.incubator.vector is in the boot layer.
+ * 4 x 2 (AVX2's 16 registers would spill 8 x 2); one broadcast of A per row and two loads of packed B per step of k.
+ * Products of 8 rows or more pack A as well ({@link #packedPanels}); fewer rows (batch-1 generation) read A in place,
+ * down to single rows. Only loaded when jdk.incubator.vector is in the boot layer.
  */
 final class VectorGemm implements Gemm {
     private static final VectorSpecies<Float> S = FloatVector.SPECIES_PREFERRED;
@@ -24,6 +25,11 @@ final class VectorGemm implements Gemm {
         return W;
     }
 
+    @Override
+    public boolean packsA(int m) {
+        return m >= 8;
+    }
+
     /**
      * The micro-kernels only ever store whole panels of W columns: a last, narrower panel is computed into a scratch
      * block and copied out. A partial-store branch inside the hot loops made C2 recompile them without intrinsics
@@ -32,6 +38,10 @@ final class VectorGemm implements Gemm {
     @Override
     public void panels(float[] a, int aOff, int ars, int acs, float[] bp, float[] c, int cOff, int m, int n, int k, int p0,
                        int p1, boolean acc) {
+        if (m >= 8) {
+            packedPanels(a, aOff, ars, acs, bp, c, cOff, m, n, k, p0, p1, acc);
+            return;
+        }
         float[] tmp = null;
         for (int p = p0; p < p1; p++) {
             int j0 = p * W;
@@ -54,6 +64,77 @@ final class VectorGemm implements Gemm {
         }
     }
 
+    /** Rows of a packed strip of A: the micro-kernel's rows. */
+    private static final int R = EIGHT_ROWS ? 8 : 4;
+    /** Rows of A packed at a time: every panel of B is reused by MC / R strips while it is in cache. */
+    private static final int MC = 64;
+
+    /**
+     * A is packed MC rows at a time into strips of R rows, k-major (strip s holds A(s*R + i, q) at {@code s*R*k + q*R +
+     * i}), so the micro-kernel reads one array at offsets linear in q: C2 hoists their bounds checks out of the loop,
+     * where reading A in place kept a compare-and-branch pair per row and the row offsets' spills in every step of k
+     * (8 x 2 kernel at 3200x256x1024, one thread: 81 -> 105 GFLOP/s). A last strip of fewer than R rows is zero padded;
+     * its result, a last panel narrower than W and an accumulating product go through an R x W tile. Blocking k as well (512 or 256 steps at a time) measured slower at every shape
+     * tried, k = 768 to 6,400.
+     */
+    private static void packedPanels(float[] a, int aOff, int ars, int acs, float[] bp, float[] c, int cOff, int m, int n,
+                                     int k, int p0, int p1, boolean acc) {
+        float[] pa = scratch(PACK_A, MC * k), tile = scratch(TILE, R * W);
+        for (int i0 = 0; i0 < m; i0 += MC) {
+            int mr = Math.min(MC, m - i0);
+            packA(a, aOff + i0 * ars, ars, acs, mr, k, pa);
+            for (int p = p0; p < p1; p++) {
+                int j0 = p * W, jw = Math.min(W, n - j0), bo = p * k * W;
+                for (int s = 0; s < mr; s += R) {
+                    int r = Math.min(R, mr - s), co = cOff + (i0 + s) * n + j0;
+                    if (r == R && jw == W && !acc) {
+                        kernel(pa, s * k, bp, bo, c, co, n, k);
+                        continue;
+                    }
+                    kernel(pa, s * k, bp, bo, tile, 0, W, k);
+                    for (int i = 0; i < r; i++) {
+                        int o = co + i * n;
+                        if (acc) {
+                            for (int j = 0; j < jw; j++) {
+                                c[o + j] += tile[i * W + j];
+                            }
+                        } else {
+                            System.arraycopy(tile, i * W, c, o, jw);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /**
+     * Rows [0, mr) x steps [0, kc) of A (row stride ars, column stride acs) into R-row k-major strips, zero padded; the
+     * loops run along whichever of A's strides is 1, so a transposed A is packed as fast as a row-major one.
+     */
+    private static void packA(float[] a, int a0, int ars, int acs, int mr, int kc, float[] pa) {
+        for (int s = 0; s < mr; s += R) {
+            int r = Math.min(R, mr - s), base = s * kc, as = a0 + s * ars;
+            if (ars == 1 && r == R) {
+                for (int q = 0; q < kc; q++) {
+                    System.arraycopy(a, as + q * acs, pa, base + q * R, R);
+                }
+                continue;
+            }
+            for (int i = 0; i < R; i++) {
+                if (i < r) {
+                    int ai = as + i * ars;
+                    for (int q = 0; q < kc; q++) {
+                        pa[base + q * R + i] = a[ai + q * acs];
+                    }
+                } else {
+                    for (int q = 0; q < kc; q++) {
+                        pa[base + q * R + i] = 0f;
+                    }
+                }
+            }
+        }
+    }
+
     /** Rows of A a block that accumulates takes at a time, through a scratch tile of ACC_ROWS x W. */
     private static final int ACC_ROWS = 64;
 
@@ -61,14 +142,14 @@ final class VectorGemm implements Gemm {
      * C[0..m, 0..W) (row stride ldc, from cOff) (+)= A rows times one packed panel of B starting at {@code base}.
      * The micro-kernels only store: an accumulating block adds their tile here. A branch on accumulation inside them
      * was pruned by C2 while no GEMM accumulated, and the first one that did (a weight-gradient panel) deoptimized
-     * rows8; its recompilation sometimes lost the Vector API intrinsics, and every later GEMM boxed its vectors.
+     * the 8-row kernel; its recompilation sometimes lost the Vector API intrinsics, and every later GEMM boxed its vectors.
      */
     private static void block(float[] a, int aOff, int ars, int acs, float[] bp, int base, float[] c, int cOff, int ldc,
                               int m, int k, boolean acc) {
         if (acc) {
             float[] t = scratch(ACC, (ACC_ROWS + 8) * W);
             for (int i0 = 0; i0 < m; ) {
-                // a last chunk takes a remainder under 8 rows too, so that it goes through the padded 8-row kernel
+                // a last chunk takes a remainder under 8 rows too, so that it goes through the padded 4-row kernel
                 // (m >= 8), not through row1, which training runs too rarely for C2 to compile with intrinsics
                 int rows = m - i0 < ACC_ROWS + 8 ? m - i0 : ACC_ROWS;
                 block(a, aOff + i0 * ars, ars, acs, bp, base, t, 0, W, rows, k, false);
@@ -83,17 +164,13 @@ final class VectorGemm implements Gemm {
             return;
         }
         int i = 0;
-        if (EIGHT_ROWS) {
-            for (; i + 8 <= m; i += 8) {
-                rows8(a, aOff + i * ars, ars, acs, bp, base, c, cOff + i * ldc, ldc, k);
-            }
-        } else if (m >= 8) {
+        if (m >= 8) {
             for (; i + 4 <= m; i += 4) {
                 rows4(a, aOff + i * ars, ars, acs, bp, base, c, cOff + i * ldc, ldc, k);
             }
-        }
-        if (m >= 8 && i < m) { // fewer rows left than the kernel takes
-            padded(a, aOff + i * ars, ars, acs, bp, base, c, cOff + i * ldc, ldc, m - i, k);
+            if (i < m) { // fewer rows left than the kernel takes
+                padded(a, aOff + i * ars, ars, acs, bp, base, c, cOff + i * ldc, ldc, m - i, k);
+            }
             return;
         }
         for (; i + 4 <= m; i += 4) {
@@ -105,7 +182,7 @@ final class VectorGemm implements Gemm {
     }
 
     private static final ThreadLocal<float[]> TMP = new ThreadLocal<>(), PAD_A = new ThreadLocal<>(), PAD_C = new ThreadLocal<>(),
-            ACC = new ThreadLocal<>();
+            ACC = new ThreadLocal<>(), PACK_A = new ThreadLocal<>(), TILE = new ThreadLocal<>();
 
     /** This thread's scratch array of at least {@code size} floats (old contents). */
     private static float[] scratch(ThreadLocal<float[]> slot, int size) {
@@ -118,26 +195,20 @@ final class VectorGemm implements Gemm {
     }
 
     /**
-     * The last r rows of a tall A (fewer than the kernel takes: 8, or 4 without AVX-512) through that kernel, padded
-     * with zero rows: row1 runs too rarely in
-     * training to be compiled with intrinsics there (it boxed a vector per step of k, 7 MB of garbage per LSTM step),
-     * while the many-row kernels always are. Batch-1 generation (m < 8) keeps row1, where it is hot.
+     * The last r rows of a tall A (fewer than 4) through the 4-row kernel, padded with zero rows: row1 runs too rarely
+     * in training to be compiled with intrinsics there (it boxed a vector per step of k, 7 MB of garbage per LSTM
+     * step), while the many-row kernels always are. Batch-1 generation (m < 8) keeps row1, where it is hot.
      */
     private static void padded(float[] a, int a0, int ars, int acs, float[] bp, int base, float[] c, int cOff, int ldc,
                                int r, int k) {
-        int rows = EIGHT_ROWS ? 8 : 4; // r < rows
-        float[] pa = scratch(PAD_A, k * rows), pc = scratch(PAD_C, rows * W);
+        float[] pa = scratch(PAD_A, k * 4), pc = scratch(PAD_C, 4 * W);
         for (int q = 0; q < k; q++) {
-            int o = q * rows;
-            for (int i = 0; i < rows; i++) {
+            int o = q * 4;
+            for (int i = 0; i < 4; i++) {
                 pa[o + i] = i < r ? a[a0 + i * ars + q * acs] : 0f;
             }
         }
-        if (EIGHT_ROWS) {
-            rows8(pa, 0, 1, rows, bp, base, pc, 0, W, k);
-        } else {
-            rows4(pa, 0, 1, rows, bp, base, pc, 0, W, k);
-        }
+        rows4(pa, 0, 1, 4, bp, base, pc, 0, W, k);
         for (int i = 0; i < r; i++) {
             int o = cOff + i * ldc;
             for (int j = 0; j < W; j++) {
@@ -148,7 +219,7 @@ final class VectorGemm implements Gemm {
 
     // one method per row count: each is compiled on its own, so a shape that first reaches one of them (batch-1
     // generation after training) does not deoptimize the others back into the interpreter. Each stores its own
-    // accumulators: a helper taking them as arguments was left out of line once rows8's compilation reached C2's
+    // accumulators: a helper taking them as arguments was left out of line once the 8-row kernel's compilation reached C2's
     // NodeCountInliningCutoff (seen in -XX:+PrintInlining), and then every call boxed two vectors.
     private static void row1(float[] a, int ai, int acs, float[] bp, int bo, float[] c, int co, int k) {
         FloatVector c0 = FloatVector.zero(S), c1 = FloatVector.zero(S);
@@ -161,7 +232,17 @@ final class VectorGemm implements Gemm {
         c1.intoArray(c, co + L);
     }
 
-    private static void rows8(float[] a, int a0, int ars, int acs, float[] bp, int bo, float[] c, int co, int ldc, int k) {
+    /** C (R, W) = A (R, k) times one panel of B, with A packed by {@link #packA}: A(i, q) at {@code pa[po + q*R + i]}. */
+    private static void kernel(float[] pa, int po, float[] bp, int bo, float[] c, int co, int ldc, int k) {
+        if (EIGHT_ROWS) {
+            kernel8(pa, po, bp, bo, c, co, ldc, k);
+        } else {
+            kernel4(pa, po, bp, bo, c, co, ldc, k);
+        }
+    }
+
+    /** {@link #kernel} for R = 8. */
+    private static void kernel8(float[] pa, int po, float[] bp, int bo, float[] c, int co, int ldc, int k) {
         FloatVector c00 = FloatVector.zero(S), c01 = FloatVector.zero(S);
         FloatVector c10 = FloatVector.zero(S), c11 = FloatVector.zero(S);
         FloatVector c20 = FloatVector.zero(S), c21 = FloatVector.zero(S);
@@ -170,31 +251,32 @@ final class VectorGemm implements Gemm {
         FloatVector c50 = FloatVector.zero(S), c51 = FloatVector.zero(S);
         FloatVector c60 = FloatVector.zero(S), c61 = FloatVector.zero(S);
         FloatVector c70 = FloatVector.zero(S), c71 = FloatVector.zero(S);
-        for (int q = 0; q < k; q++, bo += W, a0 += acs) {
-            FloatVector b0 = FloatVector.fromArray(S, bp, bo);
-            FloatVector b1 = FloatVector.fromArray(S, bp, bo + L);
-            FloatVector x0 = FloatVector.broadcast(S, a[a0]);
+        for (int q = 0; q < k; q++) {
+            int o = po + q * 8, b = bo + q * W;
+            FloatVector b0 = FloatVector.fromArray(S, bp, b);
+            FloatVector b1 = FloatVector.fromArray(S, bp, b + L);
+            FloatVector x0 = FloatVector.broadcast(S, pa[o]);
             c00 = x0.fma(b0, c00);
             c01 = x0.fma(b1, c01);
-            FloatVector x1 = FloatVector.broadcast(S, a[a0 + ars]);
+            FloatVector x1 = FloatVector.broadcast(S, pa[o + 1]);
             c10 = x1.fma(b0, c10);
             c11 = x1.fma(b1, c11);
-            FloatVector x2 = FloatVector.broadcast(S, a[a0 + 2 * ars]);
+            FloatVector x2 = FloatVector.broadcast(S, pa[o + 2]);
             c20 = x2.fma(b0, c20);
             c21 = x2.fma(b1, c21);
-            FloatVector x3 = FloatVector.broadcast(S, a[a0 + 3 * ars]);
+            FloatVector x3 = FloatVector.broadcast(S, pa[o + 3]);
             c30 = x3.fma(b0, c30);
             c31 = x3.fma(b1, c31);
-            FloatVector x4 = FloatVector.broadcast(S, a[a0 + 4 * ars]);
+            FloatVector x4 = FloatVector.broadcast(S, pa[o + 4]);
             c40 = x4.fma(b0, c40);
             c41 = x4.fma(b1, c41);
-            FloatVector x5 = FloatVector.broadcast(S, a[a0 + 5 * ars]);
+            FloatVector x5 = FloatVector.broadcast(S, pa[o + 5]);
             c50 = x5.fma(b0, c50);
             c51 = x5.fma(b1, c51);
-            FloatVector x6 = FloatVector.broadcast(S, a[a0 + 6 * ars]);
+            FloatVector x6 = FloatVector.broadcast(S, pa[o + 6]);
             c60 = x6.fma(b0, c60);
             c61 = x6.fma(b1, c61);
-            FloatVector x7 = FloatVector.broadcast(S, a[a0 + 7 * ars]);
+            FloatVector x7 = FloatVector.broadcast(S, pa[o + 7]);
             c70 = x7.fma(b0, c70);
             c71 = x7.fma(b1, c71);
         }
@@ -214,6 +296,39 @@ final class VectorGemm implements Gemm {
         c61.intoArray(c, co + 6 * ldc + L);
         c70.intoArray(c, co + 7 * ldc);
         c71.intoArray(c, co + 7 * ldc + L);
+    }
+
+    /** {@link #kernel} for R = 4. */
+    private static void kernel4(float[] pa, int po, float[] bp, int bo, float[] c, int co, int ldc, int k) {
+        FloatVector c00 = FloatVector.zero(S), c01 = FloatVector.zero(S);
+        FloatVector c10 = FloatVector.zero(S), c11 = FloatVector.zero(S);
+        FloatVector c20 = FloatVector.zero(S), c21 = FloatVector.zero(S);
+        FloatVector c30 = FloatVector.zero(S), c31 = FloatVector.zero(S);
+        for (int q = 0; q < k; q++) {
+            int o = po + q * 4, b = bo + q * W;
+            FloatVector b0 = FloatVector.fromArray(S, bp, b);
+            FloatVector b1 = FloatVector.fromArray(S, bp, b + L);
+            FloatVector x0 = FloatVector.broadcast(S, pa[o]);
+            c00 = x0.fma(b0, c00);
+            c01 = x0.fma(b1, c01);
+            FloatVector x1 = FloatVector.broadcast(S, pa[o + 1]);
+            c10 = x1.fma(b0, c10);
+            c11 = x1.fma(b1, c11);
+            FloatVector x2 = FloatVector.broadcast(S, pa[o + 2]);
+            c20 = x2.fma(b0, c20);
+            c21 = x2.fma(b1, c21);
+            FloatVector x3 = FloatVector.broadcast(S, pa[o + 3]);
+            c30 = x3.fma(b0, c30);
+            c31 = x3.fma(b1, c31);
+        }
+        c00.intoArray(c, co);
+        c01.intoArray(c, co + L);
+        c10.intoArray(c, co + ldc);
+        c11.intoArray(c, co + ldc + L);
+        c20.intoArray(c, co + 2 * ldc);
+        c21.intoArray(c, co + 2 * ldc + L);
+        c30.intoArray(c, co + 3 * ldc);
+        c31.intoArray(c, co + 3 * ldc + L);
     }
 
     private static void rows4(float[] a, int a0, int ars, int acs, float[] bp, int bo, float[] c, int co, int ldc, int k) {

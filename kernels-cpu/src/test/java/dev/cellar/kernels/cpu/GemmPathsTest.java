@@ -77,9 +77,10 @@ class GemmPathsTest {
         Random r = new Random(7);
         int[][] sizes = {{1, 1, 1}, {5, 7, 3}, {64, 256, 1024}, {33, 65, 129}, {4, 1, 40}, {129, 3, 17}, {256, 96, 300}, {40, 70, 260},
             {13, 40, 50}, {71, 33, 64}, {6406, 65, 3}, {520, 64, 2050}, {20, 70, 600}};
-        // with AVX-512's 8-row kernel, 5, 7, 6 and 4 rows past the last 8-row block go through padding; a transposed
-        // 2050 x 520 A is copied by both threads, in 32-column strips and a part strip; 20 x 70 x 600 ends in a panel 6
-        // columns wide over a long k
+        // the vector kernels pack A 64 rows at a time into strips of 8 (AVX-512) or 4 rows: 129, 71 and 13 rows end
+        // in a part block and a part strip, 6406 rows in a part strip of 6; 5 and 4 rows read A in place; the scalar
+        // kernel copies a transposed 2050 x 520 A first, in 32-column strips and a part strip; 20 x 70 x 600 ends in a
+        // panel 6 columns wide over a long k
         for (int[] mnk : sizes) {
             int m = mnk[0], n = mnk[1], kk = mnk[2];
             for (int t = 0; t < 8; t++) {
