@@ -372,12 +372,31 @@ final class CpuKernels extends ReferenceKernels {
             gemm.panels(a, aOff, ars, acs, bp, c, cOff, m, n, k, 0, panels, acc);
             return;
         }
+        if (gemm.packsA(m) && m >= n && m >= 16 * threads) {
+            // A at least as tall as B is wide: each thread takes a band of rows, so A is packed once in all, where
+            // splitting the panels had every thread pack all of it (6400x1024x256:nt, 2 threads: 148 -> 179 GFLOP/s)
+            int bands = Math.min(threads, m / 8);
+            List<Future<?>> fs = new ArrayList<>(bands - 1);
+            for (int t = 1; t < bands; t++) {
+                int r0 = band(m, t, bands), r1 = band(m, t + 1, bands);
+                fs.add(pool.submit(() -> gemm.panels(a, aOff + r0 * ars, ars, acs, bp, c, cOff + r0 * n, r1 - r0, n, k, 0,
+                        panels, acc)));
+            }
+            int own = band(m, 1, bands);
+            join(fs, () -> gemm.panels(a, aOff, ars, acs, bp, c, cOff, own, n, k, 0, panels, acc), "matmul");
+            return;
+        }
         List<Future<?>> fs = new ArrayList<>(tasks - 1);
         for (int t = 1; t < tasks; t++) {
             int p0 = panels * t / tasks, p1 = panels * (t + 1) / tasks;
             fs.add(pool.submit(() -> gemm.panels(a, aOff, ars, acs, bp, c, cOff, m, n, k, p0, p1, acc)));
         }
         join(fs, () -> gemm.panels(a, aOff, ars, acs, bp, c, cOff, m, n, k, 0, panels / tasks, acc), "matmul");
+    }
+
+    /** First row of band t of {@code tasks} over m rows: bands start at multiples of 8, the last ends at m. */
+    private static int band(int m, int t, int tasks) {
+        return t == tasks ? m : (int) ((long) m * t / tasks) & ~7;
     }
 
     /**

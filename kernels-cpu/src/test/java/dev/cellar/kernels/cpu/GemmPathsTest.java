@@ -80,7 +80,8 @@ class GemmPathsTest {
         // the vector kernels pack A 64 rows at a time into strips of 8 (AVX-512) or 4 rows: 129, 71 and 13 rows end
         // in a part block and a part strip, 6406 rows in a part strip of 6; 5 and 4 rows read A in place; the scalar
         // kernel copies a transposed 2050 x 520 A first, in 32-column strips and a part strip; 20 x 70 x 600 ends in a
-        // panel 6 columns wide over a long k
+        // panel 6 columns wide over a long k; 6406, 520 and 256 rows (no fewer than columns) are split between the
+        // two threads in bands of rows, the others by panels
         for (int[] mnk : sizes) {
             int m = mnk[0], n = mnk[1], kk = mnk[2];
             for (int t = 0; t < 8; t++) {
