@@ -42,23 +42,22 @@ final class VectorGemm implements Gemm {
             packedPanels(a, aOff, ars, acs, bp, c, cOff, m, n, k, p0, p1, acc);
             return;
         }
-        float[] tmp = null;
+        // fewer than 8 rows (batch-1 generation): A in place; a narrower last panel and an accumulating product go
+        // through one tile, taken once per call (a ThreadLocal lookup per panel was in every generated token's path)
+        float[] tmp = scratch(TMP, 8 * W);
         for (int p = p0; p < p1; p++) {
             int j0 = p * W;
             int jw = Math.min(W, n - j0);
             int base = p * k * W;
-            if (jw == W) {
-                block(a, aOff, ars, acs, bp, base, c, cOff + j0, n, m, k, acc);
-            } else {
-                if (tmp == null) {
-                    tmp = scratch(TMP, m * W);
-                }
-                block(a, aOff, ars, acs, bp, base, tmp, 0, W, m, k, false);
-                for (int i = 0; i < m; i++) {
-                    int o = cOff + i * n + j0;
-                    for (int j = 0; j < jw; j++) {
-                        c[o + j] = acc ? c[o + j] + tmp[i * W + j] : tmp[i * W + j];
-                    }
+            if (jw == W && !acc) {
+                few(a, aOff, ars, acs, bp, base, c, cOff + j0, n, m, k);
+                continue;
+            }
+            few(a, aOff, ars, acs, bp, base, tmp, 0, W, m, k);
+            for (int i = 0; i < m; i++) {
+                int o = cOff + i * n + j0;
+                for (int j = 0; j < jw; j++) {
+                    c[o + j] = acc ? c[o + j] + tmp[i * W + j] : tmp[i * W + j];
                 }
             }
         }
@@ -135,44 +134,16 @@ final class VectorGemm implements Gemm {
         }
     }
 
-    /** Rows of A a block that accumulates takes at a time, through a scratch tile of ACC_ROWS x W. */
-    private static final int ACC_ROWS = 64;
-
     /**
-     * C[0..m, 0..W) (row stride ldc, from cOff) (+)= A rows times one packed panel of B starting at {@code base}.
-     * The micro-kernels only store: an accumulating block adds their tile here. A branch on accumulation inside them
-     * was pruned by C2 while no GEMM accumulated, and the first one that did (a weight-gradient panel) deoptimized
-     * the 8-row kernel; its recompilation sometimes lost the Vector API intrinsics, and every later GEMM boxed its vectors.
+     * C[0..m, 0..W) (row stride ldc, from cOff) = m < 8 rows of A, read in place, times one packed panel of B starting
+     * at {@code base}: 4 rows at a time, then single rows. The micro-kernels only store; the caller adds a tile when
+     * the product accumulates. A branch on accumulation inside them was pruned by C2 while no GEMM accumulated, and
+     * the first one that did deoptimized the kernel; its recompilation sometimes lost the Vector API intrinsics, and
+     * every later GEMM boxed its vectors.
      */
-    private static void block(float[] a, int aOff, int ars, int acs, float[] bp, int base, float[] c, int cOff, int ldc,
-                              int m, int k, boolean acc) {
-        if (acc) {
-            float[] t = scratch(ACC, (ACC_ROWS + 8) * W);
-            for (int i0 = 0; i0 < m; ) {
-                // a last chunk takes a remainder under 8 rows too, so that it goes through the padded 4-row kernel
-                // (m >= 8), not through row1, which training runs too rarely for C2 to compile with intrinsics
-                int rows = m - i0 < ACC_ROWS + 8 ? m - i0 : ACC_ROWS;
-                block(a, aOff + i0 * ars, ars, acs, bp, base, t, 0, W, rows, k, false);
-                for (int i = 0; i < rows; i++) {
-                    int o = cOff + (i0 + i) * ldc;
-                    for (int j = 0; j < W; j++) {
-                        c[o + j] += t[i * W + j];
-                    }
-                }
-                i0 += rows;
-            }
-            return;
-        }
+    private static void few(float[] a, int aOff, int ars, int acs, float[] bp, int base, float[] c, int cOff, int ldc,
+                            int m, int k) {
         int i = 0;
-        if (m >= 8) {
-            for (; i + 4 <= m; i += 4) {
-                rows4(a, aOff + i * ars, ars, acs, bp, base, c, cOff + i * ldc, ldc, k);
-            }
-            if (i < m) { // fewer rows left than the kernel takes
-                padded(a, aOff + i * ars, ars, acs, bp, base, c, cOff + i * ldc, ldc, m - i, k);
-            }
-            return;
-        }
         for (; i + 4 <= m; i += 4) {
             rows4(a, aOff + i * ars, ars, acs, bp, base, c, cOff + i * ldc, ldc, k);
         }
@@ -181,8 +152,7 @@ final class VectorGemm implements Gemm {
         }
     }
 
-    private static final ThreadLocal<float[]> TMP = new ThreadLocal<>(), PAD_A = new ThreadLocal<>(), PAD_C = new ThreadLocal<>(),
-            ACC = new ThreadLocal<>(), PACK_A = new ThreadLocal<>(), TILE = new ThreadLocal<>();
+    private static final ThreadLocal<float[]> TMP = new ThreadLocal<>(), PACK_A = new ThreadLocal<>(), TILE = new ThreadLocal<>();
 
     /** This thread's scratch array of at least {@code size} floats (old contents). */
     private static float[] scratch(ThreadLocal<float[]> slot, int size) {
@@ -192,29 +162,6 @@ final class VectorGemm implements Gemm {
             slot.set(t);
         }
         return t;
-    }
-
-    /**
-     * The last r rows of a tall A (fewer than 4) through the 4-row kernel, padded with zero rows: row1 runs too rarely
-     * in training to be compiled with intrinsics there (it boxed a vector per step of k, 7 MB of garbage per LSTM
-     * step), while the many-row kernels always are. Batch-1 generation (m < 8) keeps row1, where it is hot.
-     */
-    private static void padded(float[] a, int a0, int ars, int acs, float[] bp, int base, float[] c, int cOff, int ldc,
-                               int r, int k) {
-        float[] pa = scratch(PAD_A, k * 4), pc = scratch(PAD_C, 4 * W);
-        for (int q = 0; q < k; q++) {
-            int o = q * 4;
-            for (int i = 0; i < 4; i++) {
-                pa[o + i] = i < r ? a[a0 + i * ars + q * acs] : 0f;
-            }
-        }
-        rows4(pa, 0, 1, 4, bp, base, pc, 0, W, k);
-        for (int i = 0; i < r; i++) {
-            int o = cOff + i * ldc;
-            for (int j = 0; j < W; j++) {
-                c[o + j] = pc[i * W + j];
-            }
-        }
     }
 
     // one method per row count: each is compiled on its own, so a shape that first reaches one of them (batch-1
