@@ -73,7 +73,7 @@ final class VectorGemm implements Gemm {
      * i}), so the micro-kernel reads one array at offsets linear in q: C2 hoists their bounds checks out of the loop,
      * where reading A in place kept a compare-and-branch pair per row and the row offsets' spills in every step of k
      * (8 x 2 kernel at 3200x256x1024, one thread: 81 -> 105 GFLOP/s). A last strip of fewer than R rows is zero padded;
-     * its result, a last panel narrower than W and an accumulating product go through an R x W tile. Blocking k as well (512 or 256 steps at a time) measured slower at every shape
+     * its result and a last panel narrower than W go through an R x W tile. Blocking k as well (512 or 256 steps at a time) measured slower at every shape
      * tried, k = 768 to 6,400.
      */
     private static void packedPanels(float[] a, int aOff, int ars, int acs, float[] bp, float[] c, int cOff, int m, int n,
@@ -86,8 +86,12 @@ final class VectorGemm implements Gemm {
                 int j0 = p * W, jw = Math.min(W, n - j0), bo = p * k * W;
                 for (int s = 0; s < mr; s += R) {
                     int r = Math.min(R, mr - s), co = cOff + (i0 + s) * n + j0;
-                    if (r == R && jw == W && !acc) {
-                        kernel(pa, s * k, bp, bo, c, co, n, k);
+                    if (r == R && jw == W) {
+                        if (acc) {
+                            kernelAdd(pa, s * k, bp, bo, c, co, n, k);
+                        } else {
+                            kernel(pa, s * k, bp, bo, c, co, n, k);
+                        }
                         continue;
                     }
                     kernel(pa, s * k, bp, bo, tile, 0, W, k);
@@ -188,6 +192,15 @@ final class VectorGemm implements Gemm {
         }
     }
 
+    /** {@link #kernel}, adding to C: its own methods, so that no branch on accumulation is in a kernel (see few). */
+    private static void kernelAdd(float[] pa, int po, float[] bp, int bo, float[] c, int co, int ldc, int k) {
+        if (EIGHT_ROWS) {
+            kernel8Add(pa, po, bp, bo, c, co, ldc, k);
+        } else {
+            kernel4Add(pa, po, bp, bo, c, co, ldc, k);
+        }
+    }
+
     /** {@link #kernel} for R = 8. */
     private static void kernel8(float[] pa, int po, float[] bp, int bo, float[] c, int co, int ldc, int k) {
         FloatVector c00 = FloatVector.zero(S), c01 = FloatVector.zero(S);
@@ -245,6 +258,63 @@ final class VectorGemm implements Gemm {
         c71.intoArray(c, co + 7 * ldc + L);
     }
 
+    /** {@link #kernelAdd} for R = 8. */
+    private static void kernel8Add(float[] pa, int po, float[] bp, int bo, float[] c, int co, int ldc, int k) {
+        FloatVector c00 = FloatVector.zero(S), c01 = FloatVector.zero(S);
+        FloatVector c10 = FloatVector.zero(S), c11 = FloatVector.zero(S);
+        FloatVector c20 = FloatVector.zero(S), c21 = FloatVector.zero(S);
+        FloatVector c30 = FloatVector.zero(S), c31 = FloatVector.zero(S);
+        FloatVector c40 = FloatVector.zero(S), c41 = FloatVector.zero(S);
+        FloatVector c50 = FloatVector.zero(S), c51 = FloatVector.zero(S);
+        FloatVector c60 = FloatVector.zero(S), c61 = FloatVector.zero(S);
+        FloatVector c70 = FloatVector.zero(S), c71 = FloatVector.zero(S);
+        for (int q = 0; q < k; q++) {
+            int o = po + q * 8, b = bo + q * W;
+            FloatVector b0 = FloatVector.fromArray(S, bp, b);
+            FloatVector b1 = FloatVector.fromArray(S, bp, b + L);
+            FloatVector x0 = FloatVector.broadcast(S, pa[o]);
+            c00 = x0.fma(b0, c00);
+            c01 = x0.fma(b1, c01);
+            FloatVector x1 = FloatVector.broadcast(S, pa[o + 1]);
+            c10 = x1.fma(b0, c10);
+            c11 = x1.fma(b1, c11);
+            FloatVector x2 = FloatVector.broadcast(S, pa[o + 2]);
+            c20 = x2.fma(b0, c20);
+            c21 = x2.fma(b1, c21);
+            FloatVector x3 = FloatVector.broadcast(S, pa[o + 3]);
+            c30 = x3.fma(b0, c30);
+            c31 = x3.fma(b1, c31);
+            FloatVector x4 = FloatVector.broadcast(S, pa[o + 4]);
+            c40 = x4.fma(b0, c40);
+            c41 = x4.fma(b1, c41);
+            FloatVector x5 = FloatVector.broadcast(S, pa[o + 5]);
+            c50 = x5.fma(b0, c50);
+            c51 = x5.fma(b1, c51);
+            FloatVector x6 = FloatVector.broadcast(S, pa[o + 6]);
+            c60 = x6.fma(b0, c60);
+            c61 = x6.fma(b1, c61);
+            FloatVector x7 = FloatVector.broadcast(S, pa[o + 7]);
+            c70 = x7.fma(b0, c70);
+            c71 = x7.fma(b1, c71);
+        }
+        c00.add(FloatVector.fromArray(S, c, co)).intoArray(c, co);
+        c01.add(FloatVector.fromArray(S, c, co + L)).intoArray(c, co + L);
+        c10.add(FloatVector.fromArray(S, c, co + ldc)).intoArray(c, co + ldc);
+        c11.add(FloatVector.fromArray(S, c, co + ldc + L)).intoArray(c, co + ldc + L);
+        c20.add(FloatVector.fromArray(S, c, co + 2 * ldc)).intoArray(c, co + 2 * ldc);
+        c21.add(FloatVector.fromArray(S, c, co + 2 * ldc + L)).intoArray(c, co + 2 * ldc + L);
+        c30.add(FloatVector.fromArray(S, c, co + 3 * ldc)).intoArray(c, co + 3 * ldc);
+        c31.add(FloatVector.fromArray(S, c, co + 3 * ldc + L)).intoArray(c, co + 3 * ldc + L);
+        c40.add(FloatVector.fromArray(S, c, co + 4 * ldc)).intoArray(c, co + 4 * ldc);
+        c41.add(FloatVector.fromArray(S, c, co + 4 * ldc + L)).intoArray(c, co + 4 * ldc + L);
+        c50.add(FloatVector.fromArray(S, c, co + 5 * ldc)).intoArray(c, co + 5 * ldc);
+        c51.add(FloatVector.fromArray(S, c, co + 5 * ldc + L)).intoArray(c, co + 5 * ldc + L);
+        c60.add(FloatVector.fromArray(S, c, co + 6 * ldc)).intoArray(c, co + 6 * ldc);
+        c61.add(FloatVector.fromArray(S, c, co + 6 * ldc + L)).intoArray(c, co + 6 * ldc + L);
+        c70.add(FloatVector.fromArray(S, c, co + 7 * ldc)).intoArray(c, co + 7 * ldc);
+        c71.add(FloatVector.fromArray(S, c, co + 7 * ldc + L)).intoArray(c, co + 7 * ldc + L);
+    }
+
     /** {@link #kernel} for R = 4. */
     private static void kernel4(float[] pa, int po, float[] bp, int bo, float[] c, int co, int ldc, int k) {
         FloatVector c00 = FloatVector.zero(S), c01 = FloatVector.zero(S);
@@ -276,6 +346,39 @@ final class VectorGemm implements Gemm {
         c21.intoArray(c, co + 2 * ldc + L);
         c30.intoArray(c, co + 3 * ldc);
         c31.intoArray(c, co + 3 * ldc + L);
+    }
+
+    /** {@link #kernelAdd} for R = 4. */
+    private static void kernel4Add(float[] pa, int po, float[] bp, int bo, float[] c, int co, int ldc, int k) {
+        FloatVector c00 = FloatVector.zero(S), c01 = FloatVector.zero(S);
+        FloatVector c10 = FloatVector.zero(S), c11 = FloatVector.zero(S);
+        FloatVector c20 = FloatVector.zero(S), c21 = FloatVector.zero(S);
+        FloatVector c30 = FloatVector.zero(S), c31 = FloatVector.zero(S);
+        for (int q = 0; q < k; q++) {
+            int o = po + q * 4, b = bo + q * W;
+            FloatVector b0 = FloatVector.fromArray(S, bp, b);
+            FloatVector b1 = FloatVector.fromArray(S, bp, b + L);
+            FloatVector x0 = FloatVector.broadcast(S, pa[o]);
+            c00 = x0.fma(b0, c00);
+            c01 = x0.fma(b1, c01);
+            FloatVector x1 = FloatVector.broadcast(S, pa[o + 1]);
+            c10 = x1.fma(b0, c10);
+            c11 = x1.fma(b1, c11);
+            FloatVector x2 = FloatVector.broadcast(S, pa[o + 2]);
+            c20 = x2.fma(b0, c20);
+            c21 = x2.fma(b1, c21);
+            FloatVector x3 = FloatVector.broadcast(S, pa[o + 3]);
+            c30 = x3.fma(b0, c30);
+            c31 = x3.fma(b1, c31);
+        }
+        c00.add(FloatVector.fromArray(S, c, co)).intoArray(c, co);
+        c01.add(FloatVector.fromArray(S, c, co + L)).intoArray(c, co + L);
+        c10.add(FloatVector.fromArray(S, c, co + ldc)).intoArray(c, co + ldc);
+        c11.add(FloatVector.fromArray(S, c, co + ldc + L)).intoArray(c, co + ldc + L);
+        c20.add(FloatVector.fromArray(S, c, co + 2 * ldc)).intoArray(c, co + 2 * ldc);
+        c21.add(FloatVector.fromArray(S, c, co + 2 * ldc + L)).intoArray(c, co + 2 * ldc + L);
+        c30.add(FloatVector.fromArray(S, c, co + 3 * ldc)).intoArray(c, co + 3 * ldc);
+        c31.add(FloatVector.fromArray(S, c, co + 3 * ldc + L)).intoArray(c, co + 3 * ldc + L);
     }
 
     private static void rows4(float[] a, int a0, int ars, int acs, float[] bp, int bo, float[] c, int co, int ldc, int k) {
