@@ -57,7 +57,7 @@ public abstract class KernelContractTest {
     /** Every fused kernel name the contract knows the meaning of; see {@link #fusedKernelsEqualTheirComposition}. */
     public static final Set<String> FUSED = Set.of("lstm_step", "lstm_step_backward", "gru_step", "gru_step_backward",
             "softmax", "softmax_backward", "layer_norm", "layer_norm_backward", "cross_entropy", "cross_entropy_backward",
-            "tanh_backward");
+            "tanh_backward", "gelu_backward");
 
     /** The backend under test. */
     protected abstract Kernels candidate();
@@ -911,6 +911,12 @@ public abstract class KernelContractTest {
                 in = new double[][] {y, dy};
                 Storage sy = g.in(y);
                 want = new Storage[] {g.mul(g.in(dy), g.oneMinus(g.mul(sy, sy)))};
+            }
+            case "gelu_backward" -> { // dims [rows, cols]: inputs x and g, output g GELU'(x), all rows x cols
+                double[] x = roundToFloat(uniform(r, n, -5, 5, 0));
+                double[] dy = roundToFloat(uniform(r, n, -1, 1, 0));
+                in = new double[][] {x, dy};
+                want = new Storage[] {g.mul(g.in(dy), g.un(Unary.GELU_GRAD, g.in(x)))};
             }
             case "softmax_backward" -> {
                 double[] x = uniform(r, n, -6, 6, 0);

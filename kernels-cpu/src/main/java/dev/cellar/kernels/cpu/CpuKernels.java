@@ -768,6 +768,8 @@ final class CpuKernels extends ReferenceKernels {
      * {@code cross_entropy}: inputs [logits (N, V), targets (N) I32], outputs [loss (N) = lse - logits[target],
      * lse (N) = log sum exp of the row], dims [N, V]. {@code cross_entropy_backward}: inputs [logits, targets, lse,
      * dloss (N)], outputs [dlogits (N, V) = dloss (softmax - one_hot(target))], dims [N, V].
+     * {@code tanh_backward}: inputs [y = tanh(x), g], outputs [g (1 - y^2)], dims [rows, cols]; {@code gelu_backward}:
+     * inputs [x, g], outputs [g GELU'(x)] (the derivative of the tanh approximation), dims [rows, cols].
      * F32 only; other dtypes use the composed ops.
      */
     @Override
@@ -822,6 +824,11 @@ final class CpuKernels extends ReferenceKernels {
                         dx[i] = g[i] * (1f - y[i] * y[i]);
                     }
                 });
+            });
+            case "gelu_backward" -> java.util.Optional.of((in, out, dims) -> { // dx = g GELU'(x)
+                checkFused(name, in, 2, out, 1, dims);
+                float[] x = f32(in[0]), g = f32(in[1]), dx = CpuStorage.out(out[0]).f;
+                chunks(dims[0] * dims[1], (i0, i1) -> pw.geluBackward(x, g, dx, i0, i1));
             });
             case "softmax_backward" -> java.util.Optional.of((in, out, dims) -> {
                 checkFused(name, in, 2, out, 1, dims);

@@ -30,6 +30,9 @@ interface Pointwise {
 
     void geluGrad(float[] a, float[] o, int i0, int i1);
 
+    /** o = g * geluGrad(a), the float product the unfused MUL of g and GELU_GRAD gives, in one pass. */
+    void geluBackward(float[] a, float[] g, float[] o, int i0, int i1);
+
     /** Rows [r0, r1) of x (rows, cols): y = exp(x - max) / sum exp(x - max) along the row. */
     void softmax(float[] x, float[] y, int cols, int r0, int r1);
 

@@ -189,6 +189,14 @@ final class ScalarPointwise implements Pointwise {
     }
 
     @Override
+    public void geluBackward(float[] a, float[] g, float[] o, int i0, int i1) {
+        geluGrad(a, o, i0, i1);
+        for (int i = i0; i < i1; i++) {
+            o[i] = g[i] * o[i];
+        }
+    }
+
+    @Override
     public void softmax(float[] x, float[] y, int cols, int r0, int r1) {
         for (int r = r0; r < r1; r++) {
             int off = r * cols;

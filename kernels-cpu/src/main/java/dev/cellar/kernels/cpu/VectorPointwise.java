@@ -414,6 +414,26 @@ final class VectorPointwise implements Pointwise {
         }
     }
 
+    @Override
+    public void geluBackward(float[] a, float[] g, float[] o, int i0, int n) {
+        for (int b = i0, e; b < n; b = e) {
+            e = n - b > BLOCK ? b + BLOCK : n;
+            geluGradBlock(a, o, b, e);
+            times(g, o, b, e); // the block is still in L1
+        }
+    }
+
+    /** o[i] = g[i] * o[i] over [i0, n). */
+    private static void times(float[] g, float[] o, int i0, int n) {
+        int iv = n - (n - i0) % L;
+        for (int i = i0; i < iv; i += L) {
+            FloatVector.fromArray(S, g, i).mul(FloatVector.fromArray(S, o, i)).intoArray(o, i);
+        }
+        for (int i = iv; i < n; i++) {
+            o[i] = g[i] * o[i];
+        }
+    }
+
     // ---------------------------------------------------------------- rows: softmax and cross-entropy
 
     /** The largest element of x[off, off + n). */
