@@ -148,6 +148,9 @@ final class BenchCommand implements Callable<Integer> {
             long gcCount = gcAfter[0] - gcBefore[0];
             long gcMs = gcAfter[1] - gcBefore[1];
             long peakRss = peakRssBytes(); // before generation, which allocates little
+            int parts = step.parts();
+            boolean replaying = step.replaying();
+            step.close(); // the training graph's buffers go back before generation, as Trainer frees them before validating
             if (!json) {
                 io.err().print("\r");
             }
@@ -173,8 +176,8 @@ final class BenchCommand implements Callable<Integer> {
             o.put("cell", cell);
             o.put("backend", be.id());
             o.put("backend_description", be.description());
-            o.put("data_parallel_parts", step.parts());
-            o.put("graph_replay", step.replaying());
+            o.put("data_parallel_parts", parts);
+            o.put("graph_replay", replaying);
             o.put("params", m.parameterCount());
             o.put("vocab", vocab);
             o.put("batch", batch);
@@ -198,7 +201,7 @@ final class BenchCommand implements Callable<Integer> {
             } else {
                 io.out().printf("%s %dx%d (%,d params) on %s%s: train %,.0f tok/s (median step %.1f ms over %d; min %.1f, max %.1f)",
                         cell, layers, hidden, m.parameterCount(), be.description(),
-                        TrainStep.splitNote(step.parts()) + (step.replaying() ? ", steps replayed" : ""), tokS, median * 1e3, steps, sorted[0] * 1e3,
+                        TrainStep.splitNote(parts) + (replaying ? ", steps replayed" : ""), tokS, median * 1e3, steps, sorted[0] * 1e3,
                         sorted[sorted.length - 1] * 1e3);
                 io.out().print(sample > 0 ? String.format(", generate %.3f ms/token (median of %d)", msPerToken, sampleReps) : "");
                 io.out().printf("; %s%d garbage collections (%d ms) in the timed steps%s%n",
