@@ -6,8 +6,9 @@ import jdk.incubator.vector.VectorSpecies;
 /**
  * Vector API micro-kernel: 8 rows x 2 vectors of accumulators where the ISA has 32 vector registers (AVX-512), else
  * 4 x 2 (AVX2's 16 registers would spill 8 x 2); one broadcast of A per row and two loads of packed B per step of k.
- * Products of 8 rows or more pack A as well ({@link #packedPanels}); fewer rows (batch-1 generation) read A in place,
- * down to single rows. Only loaded when jdk.incubator.vector is in the boot layer.
+ * Products of 8 rows or more pack A as well ({@link #packedPanels}), but for short row-major ones over few panels
+ * ({@link #inPlace}); fewer rows (batch-1 generation) read A in place, down to single rows. Only loaded when
+ * jdk.incubator.vector is in the boot layer.
  */
 final class VectorGemm implements Gemm {
     private static final VectorSpecies<Float> S = FloatVector.SPECIES_PREFERRED;
@@ -38,6 +39,10 @@ final class VectorGemm implements Gemm {
     @Override
     public void panels(float[] a, int aOff, int ars, int acs, float[] bp, float[] c, int cOff, int m, int n, int k, int p0,
                        int p1, boolean acc) {
+        if (m >= 8 && inPlace(m, k, acs, p1 - p0)) {
+            inPlace(a, aOff, ars, bp, c, cOff, m, n, k, p0, p1, acc);
+            return;
+        }
         if (m >= 8) {
             packedPanels(a, aOff, ars, acs, bp, c, cOff, m, n, k, p0, p1, acc);
             return;
@@ -58,6 +63,60 @@ final class VectorGemm implements Gemm {
                 int o = cOff + i * n + j0;
                 for (int j = 0; j < jw; j++) {
                     c[o + j] = acc ? c[o + j] + tmp[i * W + j] : tmp[i * W + j];
+                }
+            }
+        }
+    }
+
+    /**
+     * Whether 8 to MC row-major rows over {@code panels} panels are read in place rather than packed. Packing A costs
+     * the same for every panel it then serves, and a short A (k <= 256) of at most MC rows stays in cache anyway: over
+     * at most 8 panels the pack costs more than the bounds checks it saves. A 2 x 256 RNN's per-step products (32 x 256
+     * by 256 x 256 a replica) packed A for 13% of a step's JFR samples. Read in place, the RNN's median step was
+     * 1.03-1.32x faster in 6 alternating pairs of 10 + 40 steps (about 1.05x), and 0.95-1.12x in 6 pairs of 5 + 20.
+     * With k = 1024 (the LSTM's dh) in place measured 0.95x, so longer rows stay packed, as do transposed ones.
+     */
+    private static boolean inPlace(int m, int k, int acs, int panels) {
+        return EIGHT_ROWS && m <= MC && k <= 256 && acs == 1 && panels <= 8;
+    }
+
+    /**
+     * {@link #panels} for m in [8, MC] row-major rows read in place (rows8, rows8Add): whole groups of 8 rows straight
+     * into C, a narrower last panel through a tile, and a last group of fewer than 8 rows packed into one padded strip.
+     */
+    private static void inPlace(float[] a, int aOff, int ars, float[] bp, float[] c, int cOff, int m, int n, int k,
+                                int p0, int p1, boolean acc) {
+        float[] tile = scratch(TILE, R * W), pa = null;
+        for (int p = p0; p < p1; p++) {
+            int j0 = p * W, jw = Math.min(W, n - j0), bo = p * k * W;
+            for (int s = 0; s < m; s += 8) {
+                int r = Math.min(8, m - s), co = cOff + s * n + j0;
+                if (r == 8 && jw == W) {
+                    if (acc) {
+                        rows8Add(a, aOff + s * ars, ars, 1, bp, bo, c, co, n, k);
+                    } else {
+                        rows8(a, aOff + s * ars, ars, 1, bp, bo, c, co, n, k);
+                    }
+                    continue;
+                }
+                if (r == 8) {
+                    rows8(a, aOff + s * ars, ars, 1, bp, bo, tile, 0, W, k);
+                } else {
+                    if (pa == null) {
+                        pa = scratch(PACK_A, 8 * k);
+                        packA(a, aOff + s * ars, ars, 1, r, k, pa);
+                    }
+                    kernel8(pa, 0, bp, bo, tile, 0, W, k);
+                }
+                for (int i = 0; i < r; i++) {
+                    int o = co + i * n;
+                    if (acc) {
+                        for (int j = 0; j < jw; j++) {
+                            c[o + j] += tile[i * W + j];
+                        }
+                    } else {
+                        System.arraycopy(tile, i * W, c, o, jw);
+                    }
                 }
             }
         }
@@ -379,6 +438,116 @@ final class VectorGemm implements Gemm {
         c21.add(FloatVector.fromArray(S, c, co + 2 * ldc + L)).intoArray(c, co + 2 * ldc + L);
         c30.add(FloatVector.fromArray(S, c, co + 3 * ldc)).intoArray(c, co + 3 * ldc);
         c31.add(FloatVector.fromArray(S, c, co + 3 * ldc + L)).intoArray(c, co + 3 * ldc + L);
+    }
+
+    private static void rows8(float[] a, int a0, int ars, int acs, float[] bp, int bo, float[] c, int co, int ldc, int k) {
+        FloatVector c00 = FloatVector.zero(S), c01 = FloatVector.zero(S);
+        FloatVector c10 = FloatVector.zero(S), c11 = FloatVector.zero(S);
+        FloatVector c20 = FloatVector.zero(S), c21 = FloatVector.zero(S);
+        FloatVector c30 = FloatVector.zero(S), c31 = FloatVector.zero(S);
+        FloatVector c40 = FloatVector.zero(S), c41 = FloatVector.zero(S);
+        FloatVector c50 = FloatVector.zero(S), c51 = FloatVector.zero(S);
+        FloatVector c60 = FloatVector.zero(S), c61 = FloatVector.zero(S);
+        FloatVector c70 = FloatVector.zero(S), c71 = FloatVector.zero(S);
+        for (int q = 0; q < k; q++, bo += W, a0 += acs) {
+            FloatVector b0 = FloatVector.fromArray(S, bp, bo);
+            FloatVector b1 = FloatVector.fromArray(S, bp, bo + L);
+            FloatVector x0 = FloatVector.broadcast(S, a[a0]);
+            c00 = x0.fma(b0, c00);
+            c01 = x0.fma(b1, c01);
+            FloatVector x1 = FloatVector.broadcast(S, a[a0 + ars]);
+            c10 = x1.fma(b0, c10);
+            c11 = x1.fma(b1, c11);
+            FloatVector x2 = FloatVector.broadcast(S, a[a0 + 2 * ars]);
+            c20 = x2.fma(b0, c20);
+            c21 = x2.fma(b1, c21);
+            FloatVector x3 = FloatVector.broadcast(S, a[a0 + 3 * ars]);
+            c30 = x3.fma(b0, c30);
+            c31 = x3.fma(b1, c31);
+            FloatVector x4 = FloatVector.broadcast(S, a[a0 + 4 * ars]);
+            c40 = x4.fma(b0, c40);
+            c41 = x4.fma(b1, c41);
+            FloatVector x5 = FloatVector.broadcast(S, a[a0 + 5 * ars]);
+            c50 = x5.fma(b0, c50);
+            c51 = x5.fma(b1, c51);
+            FloatVector x6 = FloatVector.broadcast(S, a[a0 + 6 * ars]);
+            c60 = x6.fma(b0, c60);
+            c61 = x6.fma(b1, c61);
+            FloatVector x7 = FloatVector.broadcast(S, a[a0 + 7 * ars]);
+            c70 = x7.fma(b0, c70);
+            c71 = x7.fma(b1, c71);
+        }
+        c00.intoArray(c, co);
+        c01.intoArray(c, co + L);
+        c10.intoArray(c, co + ldc);
+        c11.intoArray(c, co + ldc + L);
+        c20.intoArray(c, co + 2 * ldc);
+        c21.intoArray(c, co + 2 * ldc + L);
+        c30.intoArray(c, co + 3 * ldc);
+        c31.intoArray(c, co + 3 * ldc + L);
+        c40.intoArray(c, co + 4 * ldc);
+        c41.intoArray(c, co + 4 * ldc + L);
+        c50.intoArray(c, co + 5 * ldc);
+        c51.intoArray(c, co + 5 * ldc + L);
+        c60.intoArray(c, co + 6 * ldc);
+        c61.intoArray(c, co + 6 * ldc + L);
+        c70.intoArray(c, co + 7 * ldc);
+        c71.intoArray(c, co + 7 * ldc + L);
+    }
+
+    private static void rows8Add(float[] a, int a0, int ars, int acs, float[] bp, int bo, float[] c, int co, int ldc, int k) {
+        FloatVector c00 = FloatVector.zero(S), c01 = FloatVector.zero(S);
+        FloatVector c10 = FloatVector.zero(S), c11 = FloatVector.zero(S);
+        FloatVector c20 = FloatVector.zero(S), c21 = FloatVector.zero(S);
+        FloatVector c30 = FloatVector.zero(S), c31 = FloatVector.zero(S);
+        FloatVector c40 = FloatVector.zero(S), c41 = FloatVector.zero(S);
+        FloatVector c50 = FloatVector.zero(S), c51 = FloatVector.zero(S);
+        FloatVector c60 = FloatVector.zero(S), c61 = FloatVector.zero(S);
+        FloatVector c70 = FloatVector.zero(S), c71 = FloatVector.zero(S);
+        for (int q = 0; q < k; q++, bo += W, a0 += acs) {
+            FloatVector b0 = FloatVector.fromArray(S, bp, bo);
+            FloatVector b1 = FloatVector.fromArray(S, bp, bo + L);
+            FloatVector x0 = FloatVector.broadcast(S, a[a0]);
+            c00 = x0.fma(b0, c00);
+            c01 = x0.fma(b1, c01);
+            FloatVector x1 = FloatVector.broadcast(S, a[a0 + ars]);
+            c10 = x1.fma(b0, c10);
+            c11 = x1.fma(b1, c11);
+            FloatVector x2 = FloatVector.broadcast(S, a[a0 + 2 * ars]);
+            c20 = x2.fma(b0, c20);
+            c21 = x2.fma(b1, c21);
+            FloatVector x3 = FloatVector.broadcast(S, a[a0 + 3 * ars]);
+            c30 = x3.fma(b0, c30);
+            c31 = x3.fma(b1, c31);
+            FloatVector x4 = FloatVector.broadcast(S, a[a0 + 4 * ars]);
+            c40 = x4.fma(b0, c40);
+            c41 = x4.fma(b1, c41);
+            FloatVector x5 = FloatVector.broadcast(S, a[a0 + 5 * ars]);
+            c50 = x5.fma(b0, c50);
+            c51 = x5.fma(b1, c51);
+            FloatVector x6 = FloatVector.broadcast(S, a[a0 + 6 * ars]);
+            c60 = x6.fma(b0, c60);
+            c61 = x6.fma(b1, c61);
+            FloatVector x7 = FloatVector.broadcast(S, a[a0 + 7 * ars]);
+            c70 = x7.fma(b0, c70);
+            c71 = x7.fma(b1, c71);
+        }
+        c00.add(FloatVector.fromArray(S, c, co)).intoArray(c, co);
+        c01.add(FloatVector.fromArray(S, c, co + L)).intoArray(c, co + L);
+        c10.add(FloatVector.fromArray(S, c, co + ldc)).intoArray(c, co + ldc);
+        c11.add(FloatVector.fromArray(S, c, co + ldc + L)).intoArray(c, co + ldc + L);
+        c20.add(FloatVector.fromArray(S, c, co + 2 * ldc)).intoArray(c, co + 2 * ldc);
+        c21.add(FloatVector.fromArray(S, c, co + 2 * ldc + L)).intoArray(c, co + 2 * ldc + L);
+        c30.add(FloatVector.fromArray(S, c, co + 3 * ldc)).intoArray(c, co + 3 * ldc);
+        c31.add(FloatVector.fromArray(S, c, co + 3 * ldc + L)).intoArray(c, co + 3 * ldc + L);
+        c40.add(FloatVector.fromArray(S, c, co + 4 * ldc)).intoArray(c, co + 4 * ldc);
+        c41.add(FloatVector.fromArray(S, c, co + 4 * ldc + L)).intoArray(c, co + 4 * ldc + L);
+        c50.add(FloatVector.fromArray(S, c, co + 5 * ldc)).intoArray(c, co + 5 * ldc);
+        c51.add(FloatVector.fromArray(S, c, co + 5 * ldc + L)).intoArray(c, co + 5 * ldc + L);
+        c60.add(FloatVector.fromArray(S, c, co + 6 * ldc)).intoArray(c, co + 6 * ldc);
+        c61.add(FloatVector.fromArray(S, c, co + 6 * ldc + L)).intoArray(c, co + 6 * ldc + L);
+        c70.add(FloatVector.fromArray(S, c, co + 7 * ldc)).intoArray(c, co + 7 * ldc);
+        c71.add(FloatVector.fromArray(S, c, co + 7 * ldc + L)).intoArray(c, co + 7 * ldc + L);
     }
 
     private static void rows4(float[] a, int a0, int ars, int acs, float[] bp, int bo, float[] c, int co, int ldc, int k) {
