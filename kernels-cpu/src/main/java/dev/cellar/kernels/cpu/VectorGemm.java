@@ -7,7 +7,7 @@ import jdk.incubator.vector.VectorSpecies;
  * Vector API micro-kernel: 8 rows x 2 vectors of accumulators where the ISA has 32 vector registers (AVX-512), else
  * 4 x 2 (AVX2's 16 registers would spill 8 x 2); one broadcast of A per row and two loads of packed B per step of k.
  * Products of 8 rows or more pack A as well ({@link #packedPanels}), but for short row-major ones over few panels
- * ({@link #inPlace}); fewer rows (batch-1 generation) read A in place, down to single rows. Only loaded when
+ * ({@link #readsInPlace}); fewer rows (batch-1 generation) read A in place, down to single rows. Only loaded when
  * jdk.incubator.vector is in the boot layer.
  */
 final class VectorGemm implements Gemm {
@@ -39,7 +39,7 @@ final class VectorGemm implements Gemm {
     @Override
     public void panels(float[] a, int aOff, int ars, int acs, float[] bp, float[] c, int cOff, int m, int n, int k, int p0,
                        int p1, boolean acc) {
-        if (m >= 8 && inPlace(m, k, acs, p1 - p0)) {
+        if (m >= 8 && readsInPlace(m, k, acs, p1 - p0)) {
             inPlace(a, aOff, ars, bp, c, cOff, m, n, k, p0, p1, acc);
             return;
         }
@@ -76,7 +76,7 @@ final class VectorGemm implements Gemm {
      * 1.03-1.32x faster in 6 alternating pairs of 10 + 40 steps (about 1.05x), and 0.95-1.12x in 6 pairs of 5 + 20.
      * With k = 1024 (the LSTM's dh) in place measured 0.95x, so longer rows stay packed, as do transposed ones.
      */
-    private static boolean inPlace(int m, int k, int acs, int panels) {
+    private static boolean readsInPlace(int m, int k, int acs, int panels) {
         return EIGHT_ROWS && m <= MC && k <= 256 && acs == 1 && panels <= 8;
     }
 
