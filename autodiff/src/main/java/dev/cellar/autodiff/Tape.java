@@ -1428,8 +1428,8 @@ public final class Tape implements Ops, AutoCloseable {
 
     /**
      * A one-output fused backward over (y, g) of y's shape, such as tanh's dx = g (1 - y^2) (or GELU's over its input x),
-     * called with argument arrays
-     * this tape reuses: through {@link #fused} its lists and arrays were 6% of the bytes an RNN step allocated.
+     * called with argument arrays this tape reuses: through {@link #fused} its lists and arrays were 6% of the bytes an
+     * RNN step allocated.
      */
     private Var fusedBackward(dev.cellar.api.spi.FusedKernel f, Var y, Var g) {
         Var dx = allocFull(y.shape, y.dtype);

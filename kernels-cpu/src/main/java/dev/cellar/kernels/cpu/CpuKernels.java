@@ -186,9 +186,10 @@ final class CpuKernels extends ReferenceKernels {
             }
             return;
         }
-        // A (i, q) in place: row-major (m, k), or stored (k, m) when transposed. A transposed A is copied to row-major
-        // first when it feeds enough columns: the kernels' 8 row streams then run along contiguous memory (a weight
-        // gradient X^T dY: 256x6400x1024 went from about 50 to the row-major path's speed).
+        // A (i, q) through strides: row-major (m, k), or stored (k, m) when transposed. For a kernel that does not pack
+        // A itself (the scalar one), a transposed A is copied to row-major first when it feeds enough columns: the
+        // kernel's row streams then run along contiguous memory (a weight gradient X^T dY: 256x6400x1024 went from
+        // about 50 to the row-major path's speed).
         boolean copyA = s.transA() && n >= 64 && k >= 256 && m >= 8 && !gemm.packsA(m);
         int ars = s.transA() && !copyA ? 1 : k, acs = s.transA() && !copyA ? m : 1;
         long perBatch = (long) m * n * k;

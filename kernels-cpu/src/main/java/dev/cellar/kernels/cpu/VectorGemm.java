@@ -59,11 +59,20 @@ final class VectorGemm implements Gemm {
                 continue;
             }
             few(a, aOff, ars, acs, bp, base, tmp, 0, W, m, k);
-            for (int i = 0; i < m; i++) {
-                int o = cOff + i * n + j0;
-                for (int j = 0; j < jw; j++) {
-                    c[o + j] = acc ? c[o + j] + tmp[i * W + j] : tmp[i * W + j];
+            fromTile(tmp, c, cOff + j0, n, m, jw, acc);
+        }
+    }
+
+    /** The first {@code rows} x {@code cols} of a tile (row stride W) into C at {@code co} (row stride ldc), or added. */
+    private static void fromTile(float[] tile, float[] c, int co, int ldc, int rows, int cols, boolean acc) {
+        for (int i = 0; i < rows; i++) {
+            int o = co + i * ldc;
+            if (acc) {
+                for (int j = 0; j < cols; j++) {
+                    c[o + j] += tile[i * W + j];
                 }
+            } else {
+                System.arraycopy(tile, i * W, c, o, cols);
             }
         }
     }
@@ -108,16 +117,7 @@ final class VectorGemm implements Gemm {
                     }
                     kernel8(pa, 0, bp, bo, tile, 0, W, k);
                 }
-                for (int i = 0; i < r; i++) {
-                    int o = co + i * n;
-                    if (acc) {
-                        for (int j = 0; j < jw; j++) {
-                            c[o + j] += tile[i * W + j];
-                        }
-                    } else {
-                        System.arraycopy(tile, i * W, c, o, jw);
-                    }
-                }
+                fromTile(tile, c, co, n, r, jw, acc);
             }
         }
     }
@@ -132,8 +132,8 @@ final class VectorGemm implements Gemm {
      * i}), so the micro-kernel reads one array at offsets linear in q: C2 hoists their bounds checks out of the loop,
      * where reading A in place kept a compare-and-branch pair per row and the row offsets' spills in every step of k
      * (8 x 2 kernel at 3200x256x1024, one thread: 81 -> 105 GFLOP/s). A last strip of fewer than R rows is zero padded;
-     * its result and a last panel narrower than W go through an R x W tile. Blocking k as well (512 or 256 steps at a time) measured slower at every shape
-     * tried, k = 768 to 6,400.
+     * its result and a last panel narrower than W go through an R x W tile. Blocking k as well (128 to 768 steps at a
+     * time) measured slower at every shape tried, k = 768 to 6,400.
      */
     private static void packedPanels(float[] a, int aOff, int ars, int acs, float[] bp, float[] c, int cOff, int m, int n,
                                      int k, int p0, int p1, boolean acc) {
@@ -154,16 +154,7 @@ final class VectorGemm implements Gemm {
                         continue;
                     }
                     kernel(pa, s * k, bp, bo, tile, 0, W, k);
-                    for (int i = 0; i < r; i++) {
-                        int o = co + i * n;
-                        if (acc) {
-                            for (int j = 0; j < jw; j++) {
-                                c[o + j] += tile[i * W + j];
-                            }
-                        } else {
-                            System.arraycopy(tile, i * W, c, o, jw);
-                        }
-                    }
+                    fromTile(tile, c, co, n, r, jw, acc);
                 }
             }
         }

@@ -478,14 +478,17 @@ final class VectorPointwise implements Pointwise {
                 acc = acc.add(FloatVector.fromArray(S, y, off + k));
             }
             acc.intoArray(lanes, 0);
-            for (float f : lanes) {
-                s += f;
-            }
+            s = laneSum(lanes);
         }
         for (int k = nv; k < n; k++) {
             s += y[off + k];
         }
         return s;
+    }
+
+    /** The mean of row x[off, off + cols), through {@link #sum}. */
+    private static float mean(float[] x, int off, int cols, float[] lanes) {
+        return (float) (sum(x, off, cols, lanes) / cols);
     }
 
     /** o *= f over [off, off + n). */
@@ -598,7 +601,7 @@ final class VectorPointwise implements Pointwise {
         float[] lanes = LANES.get();
         for (int r = r0; r < r1; r++) {
             int off = r * cols;
-            float mean = (float) (sum(x, off, cols, lanes) / cols);
+            float mean = mean(x, off, cols, lanes);
             float rstd = rstd(x, off, cols, mean, eps, lanes);
             for (int j = 0; j < cv; j += L) {
                 FloatVector.fromArray(S, x, off + j).sub(mean).mul(rstd).mul(FloatVector.fromArray(S, gamma, j))
@@ -617,7 +620,7 @@ final class VectorPointwise implements Pointwise {
         float[] lanes = LANES.get();
         for (int r = r0; r < r1; r++) {
             int off = r * cols;
-            float mean = (float) (sum(x, off, cols, lanes) / cols);
+            float mean = mean(x, off, cols, lanes);
             float rstd = rstd(x, off, cols, mean, eps, lanes);
             FloatVector vg = FloatVector.zero(S), vgx = FloatVector.zero(S);
             for (int j = 0; j < cv; j += L) {
