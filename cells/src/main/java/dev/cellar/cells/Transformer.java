@@ -29,7 +29,7 @@ import java.util.List;
  * </pre>
  * Training runs {@code sequence} over a whole window (positions restart at 0 each window, nothing is carried
  * between windows). Generation steps one token at a time with a KV cache as the state: {@code (K, V, X)} where K and
- * V are (B, heads, t, dh) and X (B, t, I) holds this layer's inputs; the position counter is the cache length t
+ * V are (B, t, D), the heads side by side as the projection gives them, and X (B, t, I) holds this layer's inputs; the position counter is the cache length t
  * ({@code initialState} is an empty cache, t = 0). Before the cache would exceed {@code context} (its
  * {@link #context()}), a language model re-encodes its newest {@code context/2} tokens through the whole stack from
  * position 0. A layer stepped on its own past its context re-encodes its own last {@code context/2} inputs instead;
@@ -37,7 +37,6 @@ import java.util.List;
  */
 public final class Transformer implements CellProvider {
     static final double EPS = 1e-5;
-    static final double MASKED = -1e9;
 
     @Override
     public String id() {
@@ -59,10 +58,11 @@ public final class Transformer implements CellProvider {
     }
 
     static final class Block implements Cell {
-        final int d, heads, dh, ff, context, in;
+        final int d, heads, ff, context, in;
         final boolean bottom, top;
         final Param inW, inB, pos, ln1w, ln1b, qkvW, qkvB, outW, outB, ln2w, ln2b, upW, upB, downW, downB, lnfW, lnfB;
         final List<Param> params = new ArrayList<>();
+        final CausalSelfAttention attention;
 
         Block(CellConfig c, ParamInit init) {
             d = c.hiddenSize();
@@ -72,7 +72,7 @@ public final class Transformer implements CellProvider {
                 throw new CellarException("hidden " + d + " not divisible by heads " + heads
                         + "; choose --hidden as a multiple of heads or set heads");
             }
-            dh = d / heads;
+            attention = new CausalSelfAttention(heads);
             ff = c.intOption("ff", 4 * d);
             context = c.intOption("context", 100);
             if (ff <= 0 || context <= 1) {
@@ -117,33 +117,23 @@ public final class Transformer implements CellProvider {
 
         @Override
         public State initialState(Ops ops, int batch) {
-            return State.of(ops.zeros(Shape.of(batch, heads, 0, dh)), ops.zeros(Shape.of(batch, heads, 0, dh)),
-                    ops.zeros(Shape.of(batch, 0, in)));
-        }
-
-        /** (B, T, D) -> (B, heads, T, dh) */
-        private Tensor heads(Ops ops, Tensor x) {
-            return ops.permute(ops.reshape(x, x.dim(0), x.dim(1), heads, dh), 0, 2, 1, 3);
+            return State.of(ops.zeros(Shape.of(batch, 0, d)), ops.zeros(Shape.of(batch, 0, d)), ops.zeros(Shape.of(batch, 0, in)));
         }
 
         /**
          * Runs the block on xs (B, T, I) whose first position is {@code start}, attending also to cached keys/values
-         * (B, heads, start, dh). Returns the output (B, T, D) and the grown cache.
+         * (B, start, D). Returns the output (B, T, D) and the grown cache.
          */
         private Step run(Ops ops, Tensor xs, Tensor kCache, Tensor vCache, Tensor xCache) {
-            int b = xs.dim(0), t = xs.dim(1), start = kCache.dim(2);
+            int t = xs.dim(1), start = kCache.dim(1);
             Tensor x = inW != null ? ops.linear(xs, inW, inB) : xs;                       // (B, T, D)
             if (pos != null) {
                 x = ops.add(x, ops.slice(pos, 0, start, start + t));                         // + (T, D)
             }
             List<Tensor> qkv = ops.split(ops.linear(ops.layerNorm(x, ln1w, ln1b, EPS), qkvW, qkvB), 2, d, d, d);
-            Tensor q = heads(ops, qkv.get(0));                                               // (B, h, T, dh)
-            Tensor k = ops.concat(2, kCache, heads(ops, qkv.get(1)));                       // (B, h, S, dh), S = start + T
-            Tensor v = ops.concat(2, vCache, heads(ops, qkv.get(2)));
-            int s = start + t;
-            Tensor att = ops.mul(ops.matmul(q, ops.transpose(k, 2, 3)), 1.0 / Math.sqrt(dh)); // (B, h, T, S)
-            att = ops.softmax(ops.add(att, causalMask(ops, t, s, start)), -1);
-            Tensor y = ops.reshape(ops.permute(ops.matmul(att, v), 0, 2, 1, 3), b, t, d);   // (B, T, D)
+            Tensor k = start == 0 ? qkv.get(1) : ops.concat(1, kCache, qkv.get(1));       // (B, S, D), S = start + T
+            Tensor v = start == 0 ? qkv.get(2) : ops.concat(1, vCache, qkv.get(2));
+            Tensor y = ops.custom(attention, qkv.get(0), k, v).get(0);                       // (B, T, D)
             x = ops.add(x, ops.linear(y, outW, outB));
             Tensor hid = ops.gelu(ops.linear(ops.layerNorm(x, ln2w, ln2b, EPS), upW, upB)); // (B, T, ff)
             x = ops.add(x, ops.linear(hid, downW, downB));
@@ -151,17 +141,6 @@ public final class Transformer implements CellProvider {
                 x = ops.layerNorm(x, lnfW, lnfB, EPS);
             }
             return new Step(x, State.of(k, v, ops.concat(1, xCache, xs)));
-        }
-
-        /** (T, S) additive mask: query i (absolute position start + i) may see keys j <= start + i. */
-        private Tensor causalMask(Ops ops, int t, int s, int start) {
-            double[] m = new double[t * s];
-            for (int i = 0; i < t; i++) {
-                for (int j = start + i + 1; j < s; j++) {
-                    m[i * s + j] = MASKED;
-                }
-            }
-            return ops.constant(m, Shape.of(t, s));
         }
 
         @Override
@@ -184,7 +163,7 @@ public final class Transformer implements CellProvider {
             int b = x.dim(0);
             Tensor x3 = ops.reshape(x, b, 1, x.dim(1));                                     // (B, 1, I)
             Tensor k = state.get(0), v = state.get(1), xc = state.get(2);
-            if (k.dim(2) >= context) { // slide: re-encode the newest context/2 inputs from position 0
+            if (k.dim(1) >= context) { // slide: re-encode the newest context/2 inputs from position 0
                 int keep = context / 2;
                 Tensor recent = ops.slice(xc, 1, xc.dim(1) - keep, xc.dim(1));
                 State fresh = sequence(ops, recent, state).next();

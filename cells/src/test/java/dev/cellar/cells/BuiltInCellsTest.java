@@ -159,7 +159,7 @@ class BuiltInCellsTest {
                 Tensor ref = cell.sequence(tape, tape.slice(xs, 1, windowStart, i + 1), cell.initialState(tape, b)).out();
                 Tensor last = tape.reshape(tape.slice(ref, 1, ref.dim(1) - 1, ref.dim(1)), b, d); // (B, D)
                 assertArrayEquals(last.toDoubles(), st.out().toDoubles(), 1e-12, "token " + i + " (window from " + windowStart + ")");
-                assertTrue(s.get(0).dim(2) <= context, "cache length " + s.get(0).dim(2));
+                assertTrue(s.get(0).dim(1) <= context, "cache length " + s.get(0).dim(1));
             }
         }
     }

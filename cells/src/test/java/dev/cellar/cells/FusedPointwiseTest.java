@@ -17,7 +17,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assertions.fail;
 
 /**
- * The cpu backend's fused lstm_step(_backward) and gru_step(_backward) kernels equal the composed ops (cpu-reference
+ * The cpu backend's fused lstm_step(_backward), gru_step(_backward) and attention(_backward) kernels equal the composed ops (cpu-reference
  * has no fused kernels, so there the ops compose) in F32, forward and backward, including saturated pre-activations.
  */
 class FusedPointwiseTest {
@@ -94,6 +94,34 @@ class FusedPointwiseTest {
             double[][] want = runGru(CellChecks.REF, gi, gh, h0, rh, b, h), got = runGru(CPU, gi, gh, h0, rh, b, h);
             for (int i = 0; i < want.length; i++) {
                 close(want[i], got[i], b + "x" + h + " " + names[i]);
+            }
+        }
+    }
+
+    private static double[][] runAttention(Backend backend, double[] q, double[] k, double[] v, double[] ry, int[] dims) {
+        int b = dims[0], t = dims[1], s = dims[2], h = dims[3], d = dims[4];
+        try (Tape tape = Tape.on(backend, DType.F32, 0)) {
+            Tensor tq = tape.leaf(q, Shape.of(b, t, d)), tk = tape.leaf(k, Shape.of(b, s, d)), tv = tape.leaf(v, Shape.of(b, s, d));
+            Tensor y = tape.custom(new CausalSelfAttention(h), tq, tk, tv).get(0);
+            tape.backward(tape.sum(tape.mul(y, tape.constant(ry, Shape.of(b, t, d)))));
+            return new double[][] {y.toDoubles(), tape.grad(tq).toDoubles(), tape.grad(tk).toDoubles(),
+                    tape.grad(tv).toDoubles()};
+        }
+    }
+
+    /** The fused attention kernels against the composed heads, mask and softmax, with and without cached keys. */
+    @Test
+    void fusedAttentionEqualsTheComposition() {
+        assertTrue(CPU.kernels().fused("attention").isPresent() && CPU.kernels().fused("attention_backward").isPresent());
+        SplittableRandom r = new SplittableRandom(7);
+        String[] names = {"y", "dq", "dk", "dv"};
+        for (int[] dims : new int[][] {{1, 1, 1, 1, 1}, {2, 5, 5, 2, 8}, {3, 6, 10, 3, 51}, {1, 1, 9, 4, 64}, {4, 100, 100, 4, 256}}) {
+            int b = dims[0], t = dims[1], s = dims[2], d = dims[4];
+            double[] q = r.doubles((long) b * t * d, -2, 2).toArray(), k = r.doubles((long) b * s * d, -2, 2).toArray();
+            double[] v = r.doubles((long) b * s * d, -1, 1).toArray(), ry = r.doubles((long) b * t * d, -1, 1).toArray();
+            double[][] want = runAttention(CellChecks.REF, q, k, v, ry, dims), got = runAttention(CPU, q, k, v, ry, dims);
+            for (int i = 0; i < want.length; i++) {
+                close(want[i], got[i], java.util.Arrays.toString(dims) + " " + names[i]);
             }
         }
     }

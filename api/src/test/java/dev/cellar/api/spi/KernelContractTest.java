@@ -57,7 +57,7 @@ public abstract class KernelContractTest {
     /** Every fused kernel name the contract knows the meaning of; see {@link #fusedKernelsEqualTheirComposition}. */
     public static final Set<String> FUSED = Set.of("lstm_step", "lstm_step_backward", "gru_step", "gru_step_backward",
             "softmax", "softmax_backward", "layer_norm", "layer_norm_backward", "cross_entropy", "cross_entropy_backward",
-            "tanh_backward", "gelu_backward");
+            "tanh_backward", "gelu_backward", "attention", "attention_backward");
 
     /** The backend under test. */
     protected abstract Kernels candidate();
@@ -717,6 +717,10 @@ public abstract class KernelContractTest {
                         case "softmax", "softmax_backward" -> new int[][] {{1, 1}, {5, 70}, {64, 129}};
                         case "layer_norm", "layer_norm_backward" -> new int[][] {{1, 1}, {6, 33}, {64, 257}, {6, 33, 3}};
                         case "cross_entropy", "cross_entropy_backward" -> new int[][] {{1, 1}, {5, 70}, {64, 129}, {3, 5000}};
+                        // [B, T, S, H, D]: one of everything, a query block after 2 cached keys, odd head widths, row
+                        // groups of 4 with a remainder, and a generation step over a cache of 9
+                        case "attention", "attention_backward" ->
+                                new int[][] {{1, 1, 1, 1, 1}, {2, 3, 5, 2, 6}, {3, 7, 7, 2, 34}, {2, 33, 40, 3, 48}, {1, 1, 9, 2, 32}};
                         default -> new int[][] {{1, 1}, {3, 5}, {64, 96}};
                     };
                     try {
@@ -837,7 +841,8 @@ public abstract class KernelContractTest {
         int[] ids = null; // an I32 input after them (cross_entropy's targets)
         Storage[] want; // composition on the reference
         double[] sumAbs = null; // for layer_norm
-        double[][] sumAbsEach = null; // per output, for layer_norm_backward
+        double[][] sumAbsEach = null; // per output, for layer_norm_backward and attention
+        int terms = Math.max(rows, cols);
         switch (name) {
             case "lstm_step", "lstm_step_backward" -> {
                 double[] gates = uniform(r, 4 * n, -6, 6, 0); // saturating and linear regions
@@ -1028,6 +1033,13 @@ public abstract class KernelContractTest {
                     want = new Storage[] {g.mul(g.in(dLoss), g.sub(p, oneHot))};
                 }
             }
+            case "attention", "attention_backward" -> {
+                Attention a = new Attention(dims, r, name.equals("attention_backward"));
+                in = a.in;
+                want = Arrays.stream(a.want).map(w -> put(reference(), DType.F64, w)).toArray(Storage[]::new);
+                sumAbsEach = a.sumAbs;
+                terms = Math.max(dims[2], dims[4] / dims[3]);
+            }
             default -> throw new IllegalArgumentException(name);
         }
         Kernels k = candidate();
@@ -1053,7 +1065,102 @@ public abstract class KernelContractTest {
         k.fused(name).orElseThrow().apply(inputs, outputs, dims);
         for (int j = 0; j < want.length; j++) {
             assertClose(what + " output " + j, F32, g.read(want[j]), k.readDoubles(outputs[j]),
-                    sumAbsEach != null ? sumAbsEach[j] : sumAbs, sumAbsEach != null ? Math.max(rows, cols) : cols);
+                    sumAbsEach != null ? sumAbsEach[j] : sumAbs, sumAbsEach != null ? terms : cols);
+        }
+    }
+
+    /**
+     * Causal multi-head attention in F64, the textbook way, for dims [B, T, S, H, D]: inputs q (B, T, D), k and v
+     * (B, S, D) (and for the backward p (B, H, T, S) and dy), the outputs the kernels must give, and per output a sum
+     * of the magnitudes that its rounding errors scale with.
+     */
+    private static final class Attention {
+        final double[][] in, want, sumAbs;
+
+        Attention(int[] dims, SplittableRandom r, boolean backward) {
+            int b = dims[0], t = dims[1], s = dims[2], h = dims[3], d = dims[4], dh = d / h, start = s - t;
+            double scale = 1 / Math.sqrt(dh);
+            double[] q = roundToFloat(uniform(r, b * t * d, -2, 2, 0)), k = roundToFloat(uniform(r, b * s * d, -2, 2, 0));
+            double[] v = roundToFloat(uniform(r, b * s * d, -1, 1, 0)), dy = roundToFloat(uniform(r, b * t * d, -1, 1, 0));
+            double[] p = new double[b * h * t * s], pAbs = new double[p.length], y = new double[b * t * d];
+            double[] yAbs = new double[y.length];
+            double[] dq = new double[q.length], dk = new double[k.length], dv = new double[v.length];
+            double[] dqAbs = new double[q.length], dkAbs = new double[k.length], dvAbs = new double[v.length];
+            for (int bi = 0; bi < b; bi++) {
+                for (int hh = 0; hh < h; hh++) {
+                    int po = (bi * h + hh) * t * s;
+                    for (int i = 0; i < t; i++) {
+                        int len = start + i + 1, qi = (bi * t + i) * d + hh * dh;
+                        double[] sc = new double[len];
+                        double max = Double.NEGATIVE_INFINITY, scAbs = 0;
+                        for (int j = 0; j < len; j++) {
+                            int kj = (bi * s + j) * d + hh * dh;
+                            double a = 0;
+                            for (int e = 0; e < dh; e++) {
+                                a += q[qi + e] * k[kj + e];
+                                scAbs = Math.max(scAbs, Math.abs(q[qi + e] * k[kj + e]) * dh * scale);
+                            }
+                            sc[j] = a * scale;
+                            max = Math.max(max, sc[j]);
+                        }
+                        double sum = 0;
+                        for (int j = 0; j < len; j++) {
+                            sum += Math.exp(sc[j] - max);
+                        }
+                        for (int j = 0; j < len; j++) {
+                            p[po + i * s + j] = Math.exp(sc[j] - max) / sum;
+                            pAbs[po + i * s + j] = p[po + i * s + j] * (4 + 4 * scAbs); // the scores' and exp's roundings
+                            for (int e = 0; e < dh; e++) {
+                                int vj = (bi * s + j) * d + hh * dh + e;
+                                y[qi + e] += p[po + i * s + j] * v[vj];
+                                yAbs[qi + e] += pAbs[po + i * s + j] * Math.abs(v[vj]) * 2;
+                            }
+                        }
+                    }
+                }
+            }
+            if (!backward) {
+                in = new double[][] {q, k, v};
+                want = new double[][] {y, p};
+                sumAbs = new double[][] {yAbs, pAbs};
+                return;
+            }
+            p = roundToFloat(p);
+            for (int bi = 0; bi < b; bi++) {
+                for (int hh = 0; hh < h; hh++) {
+                    int po = (bi * h + hh) * t * s;
+                    for (int i = 0; i < t; i++) {
+                        int len = start + i + 1, qi = (bi * t + i) * d + hh * dh;
+                        double[] dp = new double[len], dpAbs = new double[len];
+                        double dot = 0, dotAbs = 0;
+                        for (int j = 0; j < len; j++) {
+                            int vj = (bi * s + j) * d + hh * dh;
+                            for (int e = 0; e < dh; e++) {
+                                dp[j] += dy[qi + e] * v[vj + e];
+                                dpAbs[j] += Math.abs(dy[qi + e] * v[vj + e]);
+                            }
+                            dot += p[po + i * s + j] * dp[j];
+                            dotAbs += p[po + i * s + j] * dpAbs[j];
+                        }
+                        for (int j = 0; j < len; j++) {
+                            double pij = p[po + i * s + j];
+                            double ds = pij * (dp[j] - dot) * scale, dsAbs = pij * (dpAbs[j] + dotAbs) * scale * 4;
+                            int kj = (bi * s + j) * d + hh * dh;
+                            for (int e = 0; e < dh; e++) {
+                                dq[qi + e] += ds * k[kj + e];
+                                dqAbs[qi + e] += dsAbs * Math.abs(k[kj + e]) * 2;
+                                dk[kj + e] += ds * q[qi + e];
+                                dkAbs[kj + e] += dsAbs * Math.abs(q[qi + e]) * 2;
+                                dv[kj + e] += pij * dy[qi + e];
+                                dvAbs[kj + e] += pij * Math.abs(dy[qi + e]) * 2;
+                            }
+                        }
+                    }
+                }
+            }
+            in = new double[][] {q, k, v, p, dy};
+            want = new double[][] {dq, dk, dv};
+            sumAbs = new double[][] {dqAbs, dkAbs, dvAbs};
         }
     }
 }

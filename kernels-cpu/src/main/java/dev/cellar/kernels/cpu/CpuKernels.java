@@ -31,6 +31,7 @@ final class CpuKernels extends ReferenceKernels {
     private static final long MIN_CACHED_PACK = 1L << 12;
     private final Gemm gemm;
     private final Pointwise pw;
+    private final CausalAttention attention;
     private final ExecutorService pool;
     private final int threads;
     /** Closed buffers kept for reuse, up to half the heap (word-level steps cycle through several 256 MB buffers). */
@@ -59,6 +60,7 @@ final class CpuKernels extends ReferenceKernels {
     CpuKernels(Gemm gemm, Pointwise pw, ExecutorService pool, int threads, boolean replica) {
         this.gemm = gemm;
         this.pw = pw;
+        this.attention = new CausalAttention(gemm, pw);
         this.pool = pool;
         this.threads = threads;
         this.foreignPacks = replica ? new WeakHashMap<>() : null;
@@ -771,6 +773,10 @@ final class CpuKernels extends ReferenceKernels {
      * dloss (N)], outputs [dlogits (N, V) = dloss (softmax - one_hot(target))], dims [N, V].
      * {@code tanh_backward}: inputs [y = tanh(x), g], outputs [g (1 - y^2)], dims [rows, cols]; {@code gelu_backward}:
      * inputs [x, g], outputs [g GELU'(x)] (the derivative of the tanh approximation), dims [rows, cols].
+     * {@code attention}: inputs [q (B, T, D), k (B, S, D), v (B, S, D)] with H heads of D / H columns each, outputs
+     * [y (B, T, D), p (B, H, T, S)], dims [B, T, S, H, D]: causal multi-head attention, query i (at position S - T + i)
+     * seeing keys j <= S - T + i; p = softmax(q k^T / sqrt(D / H)) per head, zero where masked, and y = p v with the
+     * heads side by side. {@code attention_backward}: inputs [q, k, v, p, dy], outputs [dq, dk, dv], dims as forward.
      * F32 only; other dtypes use the composed ops.
      */
     @Override
@@ -863,8 +869,49 @@ final class CpuKernels extends ReferenceKernels {
                 int cols = dims[1];
                 rows(dims[0], (long) dims[0] * cols * 20, (r0, r1) -> pw.crossEntropyBackward(x, t, lse, d, dx, cols, r0, r1));
             });
+            case "attention" -> java.util.Optional.of((in, out, dims) -> {
+                CausalAttention.Dims m = attentionDims(name, in, 3, out, 2, dims);
+                float[] q = f32(in[0]), k = f32(in[1]), v = f32(in[2]);
+                float[] y = CpuStorage.out(out[0]).f, p = CpuStorage.out(out[1]).f;
+                rows(m.items(), m.items() * m.cost(), (i0, i1) -> attention.forward(q, k, v, y, p, m, i0, i1));
+            });
+            case "attention_backward" -> java.util.Optional.of((in, out, dims) -> {
+                CausalAttention.Dims m = attentionDims(name, in, 5, out, 3, dims);
+                float[] q = f32(in[0]), k = f32(in[1]), v = f32(in[2]), p = f32(in[3]), dy = f32(in[4]);
+                float[] dq = CpuStorage.out(out[0]).f, dk = CpuStorage.out(out[1]).f, dv = CpuStorage.out(out[2]).f;
+                rows(m.items(), 2 * m.items() * m.cost(), (i0, i1) -> attention.backward(q, k, v, p, dy, dq, dk, dv, m, i0, i1));
+            });
             default -> java.util.Optional.empty();
         };
+    }
+
+    /** The attention kernels' dims [B, T, S, H, D], checked against the storages' sizes. */
+    private CausalAttention.Dims attentionDims(String name, Storage[] in, int nIn, Storage[] out, int nOut, int[] dims) {
+        if (in.length != nIn || out.length != nOut || dims.length != 5) {
+            throw new CellarException("fused kernel " + name + " takes " + nIn + " inputs, " + nOut + " outputs and dims"
+                    + " [B, T, S, H, D]; got " + in.length + ", " + out.length + " and " + java.util.Arrays.toString(dims));
+        }
+        int b = dims[0], t = dims[1], s = dims[2], h = dims[3], d = dims[4];
+        if (b < 0 || t < 0 || s < t || h <= 0 || d < 0 || d % h != 0) {
+            throw new CellarException("fused kernel " + name + " needs B, T >= 0, S >= T, H > 0 and D a multiple of H;"
+                    + " got dims " + java.util.Arrays.toString(dims));
+        }
+        long qn = (long) b * t * d, kn = (long) b * s * d, pn = (long) b * h * t * s;
+        long[] want = nIn == 3 ? new long[] {qn, kn, kn} : new long[] {qn, kn, kn, pn, qn};
+        for (int i = 0; i < nIn; i++) {
+            if (in[i].size() != want[i]) {
+                throw new CellarException("fused kernel " + name + " input " + i + " has " + in[i].size()
+                        + " elements; dims " + java.util.Arrays.toString(dims) + " need " + want[i]);
+            }
+        }
+        long[] got = nOut == 2 ? new long[] {qn, pn} : new long[] {qn, kn, kn};
+        for (int i = 0; i < nOut; i++) {
+            if (out[i].size() != got[i]) {
+                throw new CellarException("fused kernel " + name + " output " + i + " has " + out[i].size()
+                        + " elements; dims " + java.util.Arrays.toString(dims) + " need " + got[i]);
+            }
+        }
+        return new CausalAttention.Dims(dims, gemm.lanes());
     }
 
     /** eps = 10^-dims[2] (10^-5 without a third dim), as the layer_norm kernels take it. */

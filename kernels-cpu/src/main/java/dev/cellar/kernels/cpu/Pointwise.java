@@ -36,6 +36,21 @@ interface Pointwise {
     /** Rows [r0, r1) of x (rows, cols): y = exp(x - max) / sum exp(x - max) along the row. */
     void softmax(float[] x, float[] y, int cols, int r0, int r1);
 
+    /**
+     * Rows [0, rows) of x at row stride {@code stride}, row r of {@code len0 + r <= stride} elements: each in place
+     * becomes the softmax of {@code scale} times itself; the rest of each row is scratch and comes back zero up to the
+     * row's length rounded up to whole vectors. Attention's causal rows, one longer than the last, so pad to vectors.
+     */
+    void causalSoftmax(float[] x, int stride, int rows, int len0, float scale);
+
+    /**
+     * Rows [0, rows) of {@link #causalSoftmax}'s backward, row r of {@code len0 + r} elements: ds = scale p (dp -
+     * sum_j p_j dp_j), with row r of p at {@code p[po + r*ps]}, of dp at {@code dp[r*dps]} and of ds at
+     * {@code ds[dso + r*dss]}.
+     */
+    void causalSoftmaxBackward(float[] p, int po, int ps, float[] dp, int dps, float[] ds, int dso, int dss, int rows,
+                               int len0, float scale);
+
     /** Rows [r0, r1): dx = y (dy - sum_j dy_j y_j). */
     void softmaxBackward(float[] y, float[] dy, float[] dx, int cols, int r0, int r1);
 

@@ -218,6 +218,43 @@ final class ScalarPointwise implements Pointwise {
     }
 
     @Override
+    public void causalSoftmax(float[] x, int stride, int rows, int len0, float scale) {
+        for (int r = 0; r < rows; r++) {
+            int off = r * stride, n = len0 + r;
+            float m = Float.NEGATIVE_INFINITY;
+            for (int j = 0; j < n; j++) {
+                m = Math.max(m, x[off + j]);
+            }
+            double sum = 0;
+            for (int j = 0; j < n; j++) {
+                float e = (float) Math.exp((x[off + j] - m) * scale);
+                x[off + j] = e;
+                sum += e;
+            }
+            float inv = (float) (1 / sum);
+            for (int j = 0; j < n; j++) {
+                x[off + j] *= inv;
+            }
+        }
+    }
+
+    @Override
+    public void causalSoftmaxBackward(float[] p, int po, int ps, float[] dp, int dps, float[] ds, int dso, int dss, int rows,
+                                      int len0, float scale) {
+        for (int r = 0; r < rows; r++) {
+            int pr = po + r * ps, dr = r * dps, sr = dso + r * dss, n = len0 + r;
+            double dot = 0;
+            for (int j = 0; j < n; j++) {
+                dot += (double) p[pr + j] * dp[dr + j];
+            }
+            float d = (float) dot;
+            for (int j = 0; j < n; j++) {
+                ds[sr + j] = p[pr + j] * (dp[dr + j] - d) * scale;
+            }
+        }
+    }
+
+    @Override
     public void softmaxBackward(float[] y, float[] dy, float[] dx, int cols, int r0, int r1) {
         for (int r = r0; r < r1; r++) {
             int off = r * cols;

@@ -571,4 +571,63 @@ final class VectorGemm implements Gemm {
         c30.intoArray(c, co + 3 * ldc);
         c31.intoArray(c, co + 3 * ldc + L);
     }
+
+    @Override
+    public int lanes() {
+        return L;
+    }
+
+    /**
+     * 4 rows x 2 vectors of accumulators, then a last single vector: one broadcast of A per row and one or two loads of
+     * B per step. Always 4 rows, stored without a branch (a caller with fewer repeats its last row and copies out what
+     * it needs): a branch on the row count that training never took would deoptimize this kernel in the generation
+     * that follows it (see {@link #few}).
+     */
+    @Override
+    public void small(float[] a, int a0, int a1, int a2, int a3, int aqs, float[] b, int bOff, int ldb, float[] c, int ldc,
+                      int n, int k0, int k1) {
+        int j = 0;
+        for (; j + L < n; j += W) {
+            FloatVector c00 = FloatVector.zero(S), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00;
+            for (int q = k0; q < k1; q++) {
+                int bo = bOff + q * ldb + j, aq = q * aqs;
+                FloatVector b0 = FloatVector.fromArray(S, b, bo), b1 = FloatVector.fromArray(S, b, bo + L);
+                FloatVector x = FloatVector.broadcast(S, a[a0 + aq]);
+                c00 = x.fma(b0, c00);
+                c01 = x.fma(b1, c01);
+                x = FloatVector.broadcast(S, a[a1 + aq]);
+                c10 = x.fma(b0, c10);
+                c11 = x.fma(b1, c11);
+                x = FloatVector.broadcast(S, a[a2 + aq]);
+                c20 = x.fma(b0, c20);
+                c21 = x.fma(b1, c21);
+                x = FloatVector.broadcast(S, a[a3 + aq]);
+                c30 = x.fma(b0, c30);
+                c31 = x.fma(b1, c31);
+            }
+            c00.intoArray(c, j);
+            c01.intoArray(c, j + L);
+            c10.intoArray(c, ldc + j);
+            c11.intoArray(c, ldc + j + L);
+            c20.intoArray(c, 2 * ldc + j);
+            c21.intoArray(c, 2 * ldc + j + L);
+            c30.intoArray(c, 3 * ldc + j);
+            c31.intoArray(c, 3 * ldc + j + L);
+        }
+        for (; j < n; j += L) {
+            FloatVector c0 = FloatVector.zero(S), c1 = c0, c2 = c0, c3 = c0;
+            for (int q = k0; q < k1; q++) {
+                int aq = q * aqs;
+                FloatVector b0 = FloatVector.fromArray(S, b, bOff + q * ldb + j);
+                c0 = FloatVector.broadcast(S, a[a0 + aq]).fma(b0, c0);
+                c1 = FloatVector.broadcast(S, a[a1 + aq]).fma(b0, c1);
+                c2 = FloatVector.broadcast(S, a[a2 + aq]).fma(b0, c2);
+                c3 = FloatVector.broadcast(S, a[a3 + aq]).fma(b0, c3);
+            }
+            c0.intoArray(c, j);
+            c1.intoArray(c, ldc + j);
+            c2.intoArray(c, 2 * ldc + j);
+            c3.intoArray(c, 3 * ldc + j);
+        }
+    }
 }

@@ -45,6 +45,6 @@ class CpuKernelContractTest extends KernelContractTest {
         return Set.of("lstm_step", "lstm_step_backward", "gru_step", "gru_step_backward", "softmax", "softmax_backward",
                 "layer_norm", "layer_norm_backward",
                 "cross_entropy",
-                "cross_entropy_backward", "tanh_backward", "gelu_backward");
+                "cross_entropy_backward", "tanh_backward", "gelu_backward", "attention", "attention_backward");
     }
 }
