@@ -30,29 +30,34 @@ interface Gemm {
         int np = (n + w - 1) / w;
         float[] bp = buf != null && buf.length >= np * k * w ? buf : new float[np * k * w];
         for (int p = 0; p < np; p++) {
-            int j0 = p * w;
-            int jw = Math.min(w, n - j0);
-            int base = p * k * w;
-            if (!trans) {
-                for (int q = 0; q < k; q++) {
-                    System.arraycopy(b, bOff + q * n + j0, bp, base + q * w, jw);
-                    if (jw < w) {
-                        java.util.Arrays.fill(bp, base + q * w + jw, base + q * w + w, 0f);
-                    }
+            packPanel(b, bOff, k, n, trans, w, p, bp);
+        }
+        return bp;
+    }
+
+    /** Panel p of {@link #pack}: columns [p w, p w + w) of B, k-major, zero padded past n. */
+    static void packPanel(float[] b, int bOff, int k, int n, boolean trans, int w, int p, float[] bp) {
+        int j0 = p * w;
+        int jw = Math.min(w, n - j0);
+        int base = p * k * w;
+        if (!trans) {
+            for (int q = 0; q < k; q++) {
+                System.arraycopy(b, bOff + q * n + j0, bp, base + q * w, jw);
+                if (jw < w) {
+                    java.util.Arrays.fill(bp, base + q * w + jw, base + q * w + w, 0f);
                 }
-            } else {
-                for (int q = 0; q < k; q++) {
-                    int o = base + q * w;
-                    for (int jj = 0; jj < jw; jj++) {
-                        bp[o + jj] = b[bOff + (j0 + jj) * k + q];
-                    }
-                    for (int jj = jw; jj < w; jj++) {
-                        bp[o + jj] = 0f;
-                    }
+            }
+        } else {
+            for (int q = 0; q < k; q++) {
+                int o = base + q * w;
+                for (int jj = 0; jj < jw; jj++) {
+                    bp[o + jj] = b[bOff + (j0 + jj) * k + q];
+                }
+                for (int jj = jw; jj < w; jj++) {
+                    bp[o + jj] = 0f;
                 }
             }
         }
-        return bp;
     }
 
     /** Lanes of {@link #small}'s vectors: it reads B's rows and writes C's in whole multiples of this many columns. */

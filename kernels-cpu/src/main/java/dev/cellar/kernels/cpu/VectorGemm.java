@@ -63,6 +63,28 @@ final class VectorGemm implements Gemm {
         }
     }
 
+    /**
+     * A row-major B's whole panels copy two vectors per step of k; an arraycopy of 32 floats per step took 0.78
+     * against 0.44 ns an element packing a 3200 x 1024 B (the activations a weight gradient packs at every call). B^T
+     * and a last, narrower panel go through {@link Gemm#packPanel}.
+     */
+    @Override
+    public float[] pack(float[] b, int bOff, int k, int n, boolean trans, float[] buf) {
+        int np = (n + W - 1) / W;
+        float[] bp = buf != null && buf.length >= np * k * W ? buf : new float[np * k * W];
+        for (int p = 0; p < np; p++) {
+            if (trans || (p + 1) * W > n) {
+                Gemm.packPanel(b, bOff, k, n, trans, W, p, bp);
+                continue;
+            }
+            for (int q = 0, src = bOff + p * W, dst = p * k * W; q < k; q++, src += n, dst += W) {
+                FloatVector.fromArray(S, b, src).intoArray(bp, dst);
+                FloatVector.fromArray(S, b, src + L).intoArray(bp, dst + L);
+            }
+        }
+        return bp;
+    }
+
     /** The first {@code rows} x {@code cols} of a tile (row stride W) into C at {@code co} (row stride ldc), or added. */
     private static void fromTile(float[] tile, float[] c, int co, int ldc, int rows, int cols, boolean acc) {
         for (int i = 0; i < rows; i++) {
