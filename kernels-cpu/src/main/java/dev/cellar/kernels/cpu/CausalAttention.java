@@ -80,21 +80,16 @@ final class CausalAttention {
                 System.arraycopy(v, ko + j * d, w, vh + j * dhp, dh);
             }
             for (int g = 0; g < t; g += 4) {
-                int rows = Math.min(4, t - g), n = m.start + g + rows, last = rows - 1;
-                gemm.small(w, qs + g * dhp, qs + (g + Math.min(1, last)) * dhp, qs + (g + Math.min(2, last)) * dhp,
-                        qs + (g + last) * dhp, 1, w, kt, sp, o, sp, n, 0, dh);
+                int rows = Math.min(4, t - g), n = m.start + g + rows;
+                product(w, qs, dhp, 1, g, rows, w, kt, sp, o, sp, n, 0, dh);
                 pw.causalSoftmax(o, sp, rows, m.start + g + 1, m.scale);
                 for (int r = 0; r < rows; r++) {
                     int len = m.start + g + r + 1, pr = po + (g + r) * s;
                     System.arraycopy(o, r * sp, p, pr, len);
                     java.util.Arrays.fill(p, pr + len, pr + s, 0f);
                 }
-                int pr = po + g * s;
-                gemm.small(p, pr, pr + Math.min(1, last) * s, pr + Math.min(2, last) * s, pr + last * s, 1, w, vh, dhp,
-                        o, dhp, dh, 0, n);
-                for (int r = 0; r < rows; r++) {
-                    System.arraycopy(o, r * dhp, y, qo + (g + r) * d, dh);
-                }
+                product(p, po, s, 1, g, rows, w, vh, dhp, o, dhp, dh, 0, n);
+                rowsOut(o, dhp, rows, y, qo + g * d, d, dh);
             }
         }
     }
@@ -121,33 +116,42 @@ final class CausalAttention {
             }
             gemm.transpose(v, ko, d, s, dh, w, vt, sp);
             for (int g = 0; g < t; g += 4) {
-                int rows = Math.min(4, t - g), n = m.start + g + rows, last = rows - 1;
-                gemm.small(w, dyh + g * dhp, dyh + (g + Math.min(1, last)) * dhp, dyh + (g + Math.min(2, last)) * dhp,
-                        dyh + (g + last) * dhp, 1, w, vt, sp, o, sp, n, 0, dh); // dP
+                int rows = Math.min(4, t - g), n = m.start + g + rows;
+                product(w, dyh, dhp, 1, g, rows, w, vt, sp, o, sp, n, 0, dh); // dP
                 pw.causalSoftmaxBackward(p, po + g * s, s, o, sp, w, ds + g * sp, sp, rows, m.start + g + 1, m.scale);
                 for (int r = 0; r < rows; r++) {
                     int dr = ds + (g + r) * sp;
                     java.util.Arrays.fill(w, dr + m.start + g + r + 1, dr + s, 0f);
                 }
-                int dr = ds + g * sp;
-                gemm.small(w, dr, dr + Math.min(1, last) * sp, dr + Math.min(2, last) * sp, dr + last * sp, 1, w, kh, dhp,
-                        o, dhp, dh, 0, n); // dq = dS k
-                for (int r = 0; r < rows; r++) {
-                    System.arraycopy(o, r * dhp, dq, qo + (g + r) * d, dh);
-                }
+                product(w, ds, sp, 1, g, rows, w, kh, dhp, o, dhp, dh, 0, n); // dq = dS k
+                rowsOut(o, dhp, rows, dq, qo + g * d, d, dh);
             }
             for (int g = 0; g < s; g += 4) { // rows of dk and dv: key j is seen by queries i >= j - start
-                int rows = Math.min(4, s - g), last = rows - 1, from = Math.max(0, g - m.start);
-                int c1 = g + Math.min(1, last), c2 = g + Math.min(2, last), c3 = g + last;
-                gemm.small(w, ds + g, ds + c1, ds + c2, ds + c3, sp, w, qh, dhp, o, dhp, dh, from, t); // dk = dS^T q
-                for (int r = 0; r < rows; r++) {
-                    System.arraycopy(o, r * dhp, dk, ko + (g + r) * d, dh);
-                }
-                gemm.small(p, po + g, po + c1, po + c2, po + c3, s, w, dyh, dhp, o, dhp, dh, from, t); // dv = p^T dy
-                for (int r = 0; r < rows; r++) {
-                    System.arraycopy(o, r * dhp, dv, ko + (g + r) * d, dh);
-                }
+                int rows = Math.min(4, s - g), from = Math.max(0, g - m.start);
+                product(w, ds, 1, sp, g, rows, w, qh, dhp, o, dhp, dh, from, t); // dk = dS^T q
+                rowsOut(o, dhp, rows, dk, ko + g * d, d, dh);
+                product(p, po, 1, s, g, rows, w, dyh, dhp, o, dhp, dh, from, t); // dv = p^T dy
+                rowsOut(o, dhp, rows, dv, ko + g * d, d, dh);
             }
+        }
+    }
+
+    /**
+     * {@link Gemm#small} over rows g .. g + rows - 1 (rows <= 4) of A, row r starting at {@code base + r*rowStep} and
+     * stepping by {@code aqs} along k (rowStep 1 and aqs the row length read a transposed A); the last row is repeated
+     * to make up 4.
+     */
+    private void product(float[] a, int base, int rowStep, int aqs, int g, int rows, float[] b, int bOff, int ldb,
+                         float[] c, int ldc, int n, int k0, int k1) {
+        int last = rows - 1;
+        gemm.small(a, base + g * rowStep, base + (g + Math.min(1, last)) * rowStep, base + (g + Math.min(2, last)) * rowStep,
+                base + (g + last) * rowStep, aqs, b, bOff, ldb, c, ldc, n, k0, k1);
+    }
+
+    /** The first {@code cols} of each of a product's {@code rows} result rows (stride ldo) to dst's rows (stride ld). */
+    private static void rowsOut(float[] o, int ldo, int rows, float[] dst, int dOff, int ld, int cols) {
+        for (int r = 0; r < rows; r++) {
+            System.arraycopy(o, r * ldo, dst, dOff + r * ld, cols);
         }
     }
 }
