@@ -84,12 +84,16 @@ public final class Sampler {
                 for (int id : promptIds) {
                     logits = feeder.feed(new int[]{id});
                 }
-                List<Integer> gen = new ArrayList<>();
+                int[] gen = new int[Math.max(1, Math.min(s.length(), 1 << 16))];
+                int made = 0;
                 String emitted = "";
                 for (int i = 0; i < s.length(); i++) {
                     int next = pick(logits, s, rng);
-                    gen.add(next);
-                    String text = after(tok, promptIds, gen.stream().mapToInt(Integer::intValue).toArray());
+                    if (made == gen.length) {
+                        gen = Arrays.copyOf(gen, 2 * gen.length);
+                    }
+                    gen[made++] = next;
+                    String text = after(tok, promptIds, gen, made);
                     String stable = text.endsWith("\uFFFD") ? text.substring(0, text.length() - 1) : text;
                     if (stable.length() > emitted.length() && stable.startsWith(emitted)) {
                         out.accept(stable.substring(emitted.length()));
@@ -99,7 +103,7 @@ public final class Sampler {
                         logits = feeder.feed(new int[]{next});
                     }
                 }
-                String all = after(tok, promptIds, gen.stream().mapToInt(Integer::intValue).toArray());
+                String all = after(tok, promptIds, gen, made);
                 if (all.length() > emitted.length() && all.startsWith(emitted)) {
                     out.accept(all.substring(emitted.length()));
                 }
@@ -115,12 +119,17 @@ public final class Sampler {
      * {@code gen} is decoded alone.
      */
     static String after(Tokenizer tok, int[] promptIds, int[] gen) {
+        return after(tok, promptIds, gen, gen.length);
+    }
+
+    /** {@link #after(Tokenizer, int[], int[])} of the first {@code n} generated ids. */
+    static String after(Tokenizer tok, int[] promptIds, int[] gen, int n) {
         int last = promptIds[promptIds.length - 1];
-        int[] both = new int[gen.length + 1];
+        int[] both = new int[n + 1];
         both[0] = last;
-        System.arraycopy(gen, 0, both, 1, gen.length);
+        System.arraycopy(gen, 0, both, 1, n);
         String head = tok.decode(new int[]{last}), all = tok.decode(both);
-        return all.startsWith(head) ? all.substring(head.length()) : tok.decode(gen);
+        return all.startsWith(head) ? all.substring(head.length()) : tok.decode(Arrays.copyOf(gen, n));
     }
 
     /**
@@ -325,12 +334,10 @@ public final class Sampler {
             p[i] = Math.exp((logits[i] - max) / s.temperature());
             sum += p[i];
         }
-        Integer[] order = new Integer[v];
         for (int i = 0; i < v; i++) {
-            order[i] = i;
             p[i] /= sum;
         }
-        Arrays.sort(order, Comparator.comparingDouble((Integer i) -> -p[i]).thenComparingInt(i -> i));
+        int[] order = byProbability(p);
         int keep = s.topK() > 0 ? Math.min(s.topK(), v) : v;
         double cum = 0;
         int n = 0;
@@ -350,6 +357,37 @@ public final class Sampler {
             }
         }
         return order[n - 1];
+    }
+
+    /**
+     * Ids ordered by p, highest first, equal ones by id: a stable merge sort of int indices, in the order boxed
+     * Integers under a Comparator had; sorting those (65 symbols a token) was about 4.5% of the JFR samples of an
+     * LSTM bench (one training step, then 3,000-token generations).
+     */
+    static int[] byProbability(double[] p) {
+        int v = p.length;
+        int[] a = new int[v], b = new int[v];
+        for (int i = 0; i < v; i++) {
+            a[i] = i;
+        }
+        for (int w = 1; w < v; w *= 2) {
+            for (int lo = 0; lo < v; lo += 2 * w) {
+                int mid = Math.min(lo + w, v), hi = Math.min(lo + 2 * w, v), i = lo, j = mid, o = lo;
+                while (i < mid && j < hi) {
+                    b[o++] = p[a[j]] > p[a[i]] ? a[j++] : a[i++]; // ties from the left: stable
+                }
+                while (i < mid) {
+                    b[o++] = a[i++];
+                }
+                while (j < hi) {
+                    b[o++] = a[j++];
+                }
+            }
+            int[] t = a;
+            a = b;
+            b = t;
+        }
+        return a;
     }
 
     /**

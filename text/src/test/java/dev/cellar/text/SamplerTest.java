@@ -160,6 +160,27 @@ class SamplerTest {
         assertEquals(12, beam.length());
     }
 
+    /** The primitive sort orders ids as the boxed Comparator (p descending, then id) did, ties and odd sizes included. */
+    @Test
+    void byProbabilityOrdersAsTheComparatorDid() {
+        SplittableRandom r = new SplittableRandom(11);
+        for (int v : new int[] {1, 2, 3, 7, 64, 65, 100, 1000}) {
+            double[] p = new double[v];
+            for (int i = 0; i < v; i++) {
+                p[i] = r.nextInt(5) == 0 ? 0.25 : r.nextDouble(); // a fifth tied at one value
+            }
+            Integer[] want = new Integer[v];
+            for (int i = 0; i < v; i++) {
+                want[i] = i;
+            }
+            java.util.Arrays.sort(want, java.util.Comparator.comparingDouble((Integer i) -> -p[i]).thenComparingInt(i -> i));
+            int[] got = Sampler.byProbability(p);
+            for (int i = 0; i < v; i++) {
+                assertEquals(want[i].intValue(), got[i], "v = " + v + ", position " + i);
+            }
+        }
+    }
+
     @Test
     void badSettingsAreRejected() {
         assertThrows(CellarException.class, () -> new Sampler.Settings(10, -1, 0, 1, 1, 0));
