@@ -48,24 +48,11 @@ interface Gemm {
                 }
             }
         } else {
-            // B^T's rows are the panel's columns: 8 of them at a time through locals, each step of k storing 8
-            // neighbouring floats (a 1024 x 256 B^T: 0.32-0.51 against 0.61-1.27 ns an element, where each went alone)
+            // B^T's rows are the panel's columns: 8 of them at a time through locals (a 1024 x 256 B^T: 0.32-0.51
+            // against 0.61-1.27 ns an element, where each went alone)
             int jj = 0;
             for (; jj + 8 <= jw; jj += 8) {
-                int r0 = bOff + (j0 + jj) * k, r1 = r0 + k, r2 = r1 + k, r3 = r2 + k;
-                int r4 = r3 + k, r5 = r4 + k, r6 = r5 + k, r7 = r6 + k;
-                for (int q = 0, o = base + jj; q < k; q++, o += w) {
-                    float x0 = b[r0 + q], x1 = b[r1 + q], x2 = b[r2 + q], x3 = b[r3 + q];
-                    float x4 = b[r4 + q], x5 = b[r5 + q], x6 = b[r6 + q], x7 = b[r7 + q];
-                    bp[o] = x0;
-                    bp[o + 1] = x1;
-                    bp[o + 2] = x2;
-                    bp[o + 3] = x3;
-                    bp[o + 4] = x4;
-                    bp[o + 5] = x5;
-                    bp[o + 6] = x6;
-                    bp[o + 7] = x7;
-                }
+                gather8(b, bOff + (j0 + jj) * k, k, 1, k, bp, base + jj, w);
             }
             for (int q = 0; q < k; q++) {
                 int o = base + q * w;
@@ -96,32 +83,39 @@ interface Gemm {
 
     /**
      * o[oo + e*ldo + j] = x[xo + j*ldx + e] for j < rows, e < cols: an attention head's keys or values transposed
-     * for {@link #small}. 8 rows at a time, loaded into locals and stored side by side: 3.5 against 6.3 us per 100 x 64
-     * head from a (B, T, 256) projection, where an inner loop over the 8 rows ran element by element.
+     * for {@link #small}, 8 rows at a time through {@link #gather8}: 3.5 against 6.3 us per 100 x 64 head from a
+     * (B, T, 256) projection, where an inner loop over the 8 rows ran element by element.
      */
     default void transpose(float[] x, int xo, int ldx, int rows, int cols, float[] o, int oo, int ldo) {
         int j = 0;
         for (; j + 8 <= rows; j += 8) {
-            int r0 = xo + j * ldx, r1 = r0 + ldx, r2 = r1 + ldx, r3 = r2 + ldx;
-            int r4 = r3 + ldx, r5 = r4 + ldx, r6 = r5 + ldx, r7 = r6 + ldx;
-            for (int e = 0; e < cols; e++) {
-                float x0 = x[r0 + e], x1 = x[r1 + e], x2 = x[r2 + e], x3 = x[r3 + e];
-                float x4 = x[r4 + e], x5 = x[r5 + e], x6 = x[r6 + e], x7 = x[r7 + e];
-                int oe = oo + e * ldo + j;
-                o[oe] = x0;
-                o[oe + 1] = x1;
-                o[oe + 2] = x2;
-                o[oe + 3] = x3;
-                o[oe + 4] = x4;
-                o[oe + 5] = x5;
-                o[oe + 6] = x6;
-                o[oe + 7] = x7;
-            }
+            gather8(x, xo + j * ldx, ldx, 1, cols, o, oo + j, ldo);
         }
         for (; j < rows; j++) {
             for (int e = 0; e < cols; e++) {
                 o[oo + e * ldo + j] = x[xo + j * ldx + e];
             }
+        }
+    }
+
+    /**
+     * o[o0 + q*os + i] = x[x0 + i*rs + q*qs] for i < 8, q < steps: 8 strided rows of x side by side, each step's 8
+     * elements loaded into locals and then stored, where a loop over the 8 moved each element alone. Packing A's
+     * strips, B^T's panels and attention's transposes all go through it.
+     */
+    static void gather8(float[] x, int x0, int rs, int qs, int steps, float[] o, int o0, int os) {
+        int r0 = x0, r1 = r0 + rs, r2 = r1 + rs, r3 = r2 + rs, r4 = r3 + rs, r5 = r4 + rs, r6 = r5 + rs, r7 = r6 + rs;
+        for (int q = 0, qa = 0, d = o0; q < steps; q++, qa += qs, d += os) {
+            float v0 = x[r0 + qa], v1 = x[r1 + qa], v2 = x[r2 + qa], v3 = x[r3 + qa];
+            float v4 = x[r4 + qa], v5 = x[r5 + qa], v6 = x[r6 + qa], v7 = x[r7 + qa];
+            o[d] = v0;
+            o[d + 1] = v1;
+            o[d + 2] = v2;
+            o[d + 3] = v3;
+            o[d + 4] = v4;
+            o[d + 5] = v5;
+            o[d + 6] = v6;
+            o[d + 7] = v7;
         }
     }
 }

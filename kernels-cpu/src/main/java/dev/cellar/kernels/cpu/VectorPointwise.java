@@ -544,19 +544,7 @@ final class VectorPointwise implements Pointwise {
         float[] lanes = LANES.get();
         for (int r = 0; r < rows; r++) {
             int pr = po + r * ps, dr = r * dps, sr = dso + r * dss, n = len0 + r, nv = n - n % L;
-            double dot = 0;
-            if (nv > 0) {
-                FloatVector acc = FloatVector.zero(S);
-                for (int j = 0; j < nv; j += L) {
-                    acc = FloatVector.fromArray(S, p, pr + j).fma(FloatVector.fromArray(S, dp, dr + j), acc);
-                }
-                acc.intoArray(lanes, 0);
-                dot = laneSum(lanes);
-            }
-            for (int j = nv; j < n; j++) {
-                dot += p[pr + j] * dp[dr + j];
-            }
-            float d = (float) dot;
+            float d = (float) dot(p, pr, dp, dr, n, lanes);
             for (int j = 0; j < nv; j += L) {
                 FloatVector.fromArray(S, dp, dr + j).sub(d).mul(FloatVector.fromArray(S, p, pr + j)).mul(scale)
                         .intoArray(ds, sr + j);
@@ -573,21 +561,7 @@ final class VectorPointwise implements Pointwise {
         float[] lanes = LANES.get();
         for (int r = r0; r < r1; r++) {
             int off = r * cols;
-            double dot = 0;
-            if (cv > 0) {
-                FloatVector acc = FloatVector.zero(S);
-                for (int j = 0; j < cv; j += L) {
-                    acc = FloatVector.fromArray(S, dy, off + j).fma(FloatVector.fromArray(S, y, off + j), acc);
-                }
-                acc.intoArray(lanes, 0);
-                for (float f : lanes) {
-                    dot += f;
-                }
-            }
-            for (int j = cv; j < cols; j++) {
-                dot += dy[off + j] * y[off + j];
-            }
-            float d = (float) dot;
+            float d = (float) dot(dy, off, y, off, cols, lanes);
             for (int j = 0; j < cv; j += L) {
                 FloatVector yv = FloatVector.fromArray(S, y, off + j);
                 yv.mul(FloatVector.fromArray(S, dy, off + j).sub(d)).intoArray(dx, off + j);
@@ -628,6 +602,24 @@ final class VectorPointwise implements Pointwise {
         double s = 0;
         for (float f : lanes) {
             s += f;
+        }
+        return s;
+    }
+
+    /** The sum of a[ao + j] b[bo + j] over [0, n): vector partial sums (fma), then the lanes and the tail, as {@link #sum}. */
+    private static double dot(float[] a, int ao, float[] b, int bo, int n, float[] lanes) {
+        int nv = n - n % L;
+        double s = 0;
+        if (nv > 0) {
+            FloatVector acc = FloatVector.zero(S);
+            for (int j = 0; j < nv; j += L) {
+                acc = FloatVector.fromArray(S, a, ao + j).fma(FloatVector.fromArray(S, b, bo + j), acc);
+            }
+            acc.intoArray(lanes, 0);
+            s = laneSum(lanes);
+        }
+        for (int j = nv; j < n; j++) {
+            s += a[ao + j] * b[bo + j];
         }
         return s;
     }
