@@ -18,6 +18,9 @@ interface Pointwise {
     /** dgi, dgh, dh_prev from gi, gh, h_prev, dh. */
     void gruBackward(float[] gi, float[] gh, float[] hp, float[] dh, float[] dgi, float[] dgh, float[] dhp, int hid, int b0, int b1);
 
+    /** o[oo + j] = a[ao + j] + b[bo + j] for j in [0, n); o may be a at the same offset. */
+    void add(float[] a, int ao, float[] b, int bo, float[] o, int oo, int n);
+
     /** o[i] = tanh(a[i]) for i in [i0, i1); likewise {@link #sigmoid} and {@link #exp}. */
     void tanh(float[] a, float[] o, int i0, int i1);
 

@@ -218,6 +218,13 @@ final class ScalarPointwise implements Pointwise {
     }
 
     @Override
+    public void add(float[] a, int ao, float[] b, int bo, float[] o, int oo, int n) {
+        for (int j = 0; j < n; j++) {
+            o[oo + j] = a[ao + j] + b[bo + j];
+        }
+    }
+
+    @Override
     public void causalSoftmax(float[] x, int stride, int rows, int len0, float scale) {
         for (int r = 0; r < rows; r++) {
             int off = r * stride, n = len0 + r;

@@ -519,6 +519,17 @@ final class VectorPointwise implements Pointwise {
      * zeroed again before the sum.
      */
     @Override
+    public void add(float[] a, int ao, float[] b, int bo, float[] o, int oo, int n) {
+        int nv = n - n % L;
+        for (int j = 0; j < nv; j += L) {
+            FloatVector.fromArray(S, a, ao + j).add(FloatVector.fromArray(S, b, bo + j)).intoArray(o, oo + j);
+        }
+        for (int j = nv; j < n; j++) {
+            o[oo + j] = a[ao + j] + b[bo + j];
+        }
+    }
+
+    @Override
     public void causalSoftmax(float[] x, int stride, int rows, int len0, float scale) {
         float[] lanes = LANES.get();
         for (int r = 0; r < rows; r++) {
