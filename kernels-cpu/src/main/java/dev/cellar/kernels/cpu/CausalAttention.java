@@ -52,15 +52,6 @@ final class CausalAttention {
         }
     }
 
-    private static float[] scratch(ThreadLocal<float[]> slot, int n) {
-        float[] s = slot.get();
-        if (s == null || s.length < n) {
-            s = new float[n];
-            slot.set(s);
-        }
-        return s;
-    }
-
     /**
      * Items [i0, i1): y (B, T, D) and p (B, H, T, S), the softmax of q k^T / sqrt(d_h) over the keys each query can
      * see (key j for query i when j <= start + i) and zero elsewhere.
@@ -69,7 +60,7 @@ final class CausalAttention {
         int t = m.t, s = m.s, d = m.d, dh = m.dh, dhp = m.dhp, sp = m.sp;
         // qs (T, dhp) queries, kt (dh, sp) keys transposed, vh (S, dhp)
         int qs = 0, kt = qs + t * dhp, vh = kt + dh * sp;
-        float[] w = scratch(OPERANDS, vh + s * dhp), o = scratch(RESULTS, 4 * Math.max(sp, dhp));
+        float[] w = Gemm.scratch(OPERANDS, vh + s * dhp), o = Gemm.scratch(RESULTS, 4 * Math.max(sp, dhp));
         for (int item = i0; item < i1; item++) {
             int bi = item / m.h, col = (item % m.h) * dh, qo = bi * t * d + col, ko = bi * s * d + col, po = item * t * s;
             for (int i = 0; i < t; i++) {
@@ -104,7 +95,7 @@ final class CausalAttention {
         int t = m.t, s = m.s, d = m.d, dh = m.dh, dhp = m.dhp, sp = m.sp;
         // qh (T, dhp), kh (S, dhp), vt (dh, sp) values transposed, dyh (T, dhp), ds (T, sp)
         int qh = 0, kh = qh + t * dhp, vt = kh + s * dhp, dyh = vt + dh * sp, ds = dyh + t * dhp;
-        float[] w = scratch(OPERANDS, ds + t * sp), o = scratch(RESULTS, 4 * Math.max(sp, dhp));
+        float[] w = Gemm.scratch(OPERANDS, ds + t * sp), o = Gemm.scratch(RESULTS, 4 * Math.max(sp, dhp));
         for (int item = i0; item < i1; item++) {
             int bi = item / m.h, col = (item % m.h) * dh, qo = bi * t * d + col, ko = bi * s * d + col, po = item * t * s;
             for (int i = 0; i < t; i++) {

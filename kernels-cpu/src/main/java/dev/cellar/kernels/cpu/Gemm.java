@@ -118,4 +118,14 @@ interface Gemm {
             o[d + 7] = v7;
         }
     }
+
+    /** This thread's scratch array in {@code slot}, of at least {@code size} floats (old contents). */
+    static float[] scratch(ThreadLocal<float[]> slot, int size) {
+        float[] t = slot.get();
+        if (t == null || t.length < size) {
+            t = new float[size];
+            slot.set(t);
+        }
+        return t;
+    }
 }

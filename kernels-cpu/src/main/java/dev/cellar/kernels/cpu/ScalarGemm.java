@@ -38,12 +38,11 @@ final class ScalarGemm implements Gemm {
     @Override
     public void small(float[] a, int a0, int a1, int a2, int a3, int aqs, float[] b, int bOff, int ldb, float[] c, int ldc,
                       int n, int k0, int k1) {
-        int[] rows = {a0, a1, a2, a3};
         for (int r = 0; r < 4; r++) {
-            int co = r * ldc;
+            int co = r * ldc, ar = r == 0 ? a0 : r == 1 ? a1 : r == 2 ? a2 : a3;
             java.util.Arrays.fill(c, co, co + n, 0f);
             for (int q = k0; q < k1; q++) {
-                float av = a[rows[r] + q * aqs];
+                float av = a[ar + q * aqs];
                 int bo = bOff + q * ldb;
                 for (int j = 0; j < n; j++) {
                     c[co + j] += av * b[bo + j];

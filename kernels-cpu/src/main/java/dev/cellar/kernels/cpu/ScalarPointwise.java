@@ -199,21 +199,25 @@ final class ScalarPointwise implements Pointwise {
     @Override
     public void softmax(float[] x, float[] y, int cols, int r0, int r1) {
         for (int r = r0; r < r1; r++) {
-            int off = r * cols;
-            float m = Float.NEGATIVE_INFINITY;
-            for (int j = 0; j < cols; j++) {
-                m = Math.max(m, x[off + j]);
-            }
-            double sum = 0;
-            for (int j = 0; j < cols; j++) {
-                float e = (float) Math.exp(x[off + j] - m);
-                y[off + j] = e;
-                sum += e;
-            }
-            float inv = (float) (1 / sum);
-            for (int j = 0; j < cols; j++) {
-                y[off + j] *= inv;
-            }
+            softmaxRow(x, r * cols, y, r * cols, cols, 1f);
+        }
+    }
+
+    /** y[yo, yo + n) = softmax of scale x[xo, xo + n) (in place when they coincide); times 1 is exact. */
+    private static void softmaxRow(float[] x, int xo, float[] y, int yo, int n, float scale) {
+        float m = Float.NEGATIVE_INFINITY;
+        for (int j = 0; j < n; j++) {
+            m = Math.max(m, x[xo + j]);
+        }
+        double sum = 0;
+        for (int j = 0; j < n; j++) {
+            float e = (float) Math.exp((x[xo + j] - m) * scale);
+            y[yo + j] = e;
+            sum += e;
+        }
+        float inv = (float) (1 / sum);
+        for (int j = 0; j < n; j++) {
+            y[yo + j] *= inv;
         }
     }
 
@@ -227,21 +231,7 @@ final class ScalarPointwise implements Pointwise {
     @Override
     public void causalSoftmax(float[] x, int stride, int rows, int len0, float scale) {
         for (int r = 0; r < rows; r++) {
-            int off = r * stride, n = len0 + r;
-            float m = Float.NEGATIVE_INFINITY;
-            for (int j = 0; j < n; j++) {
-                m = Math.max(m, x[off + j]);
-            }
-            double sum = 0;
-            for (int j = 0; j < n; j++) {
-                float e = (float) Math.exp((x[off + j] - m) * scale);
-                x[off + j] = e;
-                sum += e;
-            }
-            float inv = (float) (1 / sum);
-            for (int j = 0; j < n; j++) {
-                x[off + j] *= inv;
-            }
+            softmaxRow(x, r * stride, x, r * stride, len0 + r, scale);
         }
     }
 
@@ -249,30 +239,26 @@ final class ScalarPointwise implements Pointwise {
     public void causalSoftmaxBackward(float[] p, int po, int ps, float[] dp, int dps, float[] ds, int dso, int dss, int rows,
                                       int len0, float scale) {
         for (int r = 0; r < rows; r++) {
-            int pr = po + r * ps, dr = r * dps, sr = dso + r * dss, n = len0 + r;
-            double dot = 0;
-            for (int j = 0; j < n; j++) {
-                dot += (double) p[pr + j] * dp[dr + j];
-            }
-            float d = (float) dot;
-            for (int j = 0; j < n; j++) {
-                ds[sr + j] = p[pr + j] * (dp[dr + j] - d) * scale;
-            }
+            softmaxBackwardRow(p, po + r * ps, dp, r * dps, ds, dso + r * dss, len0 + r, scale);
+        }
+    }
+
+    /** dx = scale y (dy - sum_j dy_j y_j) over one row of n; times 1 is exact. */
+    private static void softmaxBackwardRow(float[] y, int yo, float[] dy, int dyo, float[] dx, int dxo, int n, float scale) {
+        double dot = 0;
+        for (int j = 0; j < n; j++) {
+            dot += (double) dy[dyo + j] * y[yo + j];
+        }
+        float d = (float) dot;
+        for (int j = 0; j < n; j++) {
+            dx[dxo + j] = y[yo + j] * (dy[dyo + j] - d) * scale;
         }
     }
 
     @Override
     public void softmaxBackward(float[] y, float[] dy, float[] dx, int cols, int r0, int r1) {
         for (int r = r0; r < r1; r++) {
-            int off = r * cols;
-            double dot = 0;
-            for (int j = 0; j < cols; j++) {
-                dot += (double) dy[off + j] * y[off + j];
-            }
-            float d = (float) dot;
-            for (int j = 0; j < cols; j++) {
-                dx[off + j] = y[off + j] * (dy[off + j] - d);
-            }
+            softmaxBackwardRow(y, r * cols, dy, r * cols, dx, r * cols, cols, 1f);
         }
     }
 

@@ -49,7 +49,7 @@ final class VectorGemm implements Gemm {
         }
         // fewer than 8 rows (batch-1 generation): A in place; a narrower last panel and an accumulating product go
         // through one tile, taken once per call (a ThreadLocal lookup per panel was in every generated token's path)
-        float[] tmp = scratch(TMP, 8 * W);
+        float[] tmp = Gemm.scratch(TMP, 8 * W);
         for (int p = p0; p < p1; p++) {
             int j0 = p * W;
             int jw = Math.min(W, n - j0);
@@ -117,7 +117,7 @@ final class VectorGemm implements Gemm {
      */
     private static void inPlace(float[] a, int aOff, int ars, float[] bp, float[] c, int cOff, int m, int n, int k,
                                 int p0, int p1, boolean acc) {
-        float[] tile = scratch(TILE, R * W), pa = null;
+        float[] tile = Gemm.scratch(TILE, R * W), pa = null;
         for (int p = p0; p < p1; p++) {
             int j0 = p * W, jw = Math.min(W, n - j0), bo = p * k * W;
             for (int s = 0; s < m; s += 8) {
@@ -134,7 +134,7 @@ final class VectorGemm implements Gemm {
                     rows8(a, aOff + s * ars, ars, 1, bp, bo, tile, 0, W, k);
                 } else {
                     if (pa == null) {
-                        pa = scratch(PACK_A, 8 * k);
+                        pa = Gemm.scratch(PACK_A, 8 * k);
                         packA(a, aOff + s * ars, ars, 1, r, k, pa);
                     }
                     kernel8(pa, 0, bp, bo, tile, 0, W, k);
@@ -159,7 +159,7 @@ final class VectorGemm implements Gemm {
      */
     private static void packedPanels(float[] a, int aOff, int ars, int acs, float[] bp, float[] c, int cOff, int m, int n,
                                      int k, int p0, int p1, boolean acc) {
-        float[] pa = scratch(PACK_A, MC * k), tile = scratch(TILE, R * W);
+        float[] pa = Gemm.scratch(PACK_A, MC * k), tile = Gemm.scratch(TILE, R * W);
         for (int i0 = 0; i0 < m; i0 += MC) {
             int mr = Math.min(MC, m - i0);
             packA(a, aOff + i0 * ars, ars, acs, mr, k, pa);
@@ -188,14 +188,16 @@ final class VectorGemm implements Gemm {
 
     /**
      * Rows [0, mr) x steps [0, kc) of A (row stride ars, column stride acs) into R-row k-major strips, zero padded:
-     * whole strips through {@link #strip8} (or strip4), whatever A's strides, a last part strip element by element.
+     * whole strips through {@link Gemm#gather8} (or strip4), whatever A's strides, a last part strip element by element.
+     * Through gather8's locals, 64-row blocks of a row-major 3200 x 256 A packed at 0.44-0.53 against 0.73-0.85 ns an
+     * element, a transposed one at 0.58 against 0.66-0.81 (one thread, hot), where a loop over the rows moved each alone.
      */
     private static void packA(float[] a, int a0, int ars, int acs, int mr, int kc, float[] pa) {
         for (int s = 0; s < mr; s += R) {
             int r = Math.min(R, mr - s), base = s * kc, as = a0 + s * ars;
             if (r == R) {
                 if (R == 8) {
-                    strip8(a, as, ars, acs, kc, pa, base);
+                    Gemm.gather8(a, as, ars, acs, kc, pa, base, 8);
                 } else {
                     strip4(a, as, ars, acs, kc, pa, base);
                 }
@@ -216,16 +218,7 @@ final class VectorGemm implements Gemm {
         }
     }
 
-    /**
-     * One whole strip of 8 rows: each step of k loads its 8 elements into locals, then stores them side by side. In
-     * a loop over the rows, each element went alone: 64-row blocks of a row-major 3200 x 256 A packed at 0.44-0.53
-     * against 0.73-0.85 ns an element, a transposed one at 0.58 against 0.66-0.81 (one thread, hot).
-     */
-    private static void strip8(float[] a, int as, int ars, int acs, int kc, float[] pa, int base) {
-        Gemm.gather8(a, as, ars, acs, kc, pa, base, 8);
-    }
-
-    /** {@link #strip8} for AVX2's strips of 4 rows. */
+    /** {@link Gemm#gather8} for AVX2's strips of 4 rows. */
     private static void strip4(float[] a, int as, int ars, int acs, int kc, float[] pa, int base) {
         int r0 = as, r1 = r0 + ars, r2 = r1 + ars, r3 = r2 + ars;
         for (int q = 0, qa = 0, o = base; q < kc; q++, qa += acs, o += 4) {
@@ -257,15 +250,6 @@ final class VectorGemm implements Gemm {
 
     private static final ThreadLocal<float[]> TMP = new ThreadLocal<>(), PACK_A = new ThreadLocal<>(), TILE = new ThreadLocal<>();
 
-    /** This thread's scratch array of at least {@code size} floats (old contents). */
-    private static float[] scratch(ThreadLocal<float[]> slot, int size) {
-        float[] t = slot.get();
-        if (t == null || t.length < size) {
-            t = new float[size];
-            slot.set(t);
-        }
-        return t;
-    }
 
     // one method per row count: each is compiled on its own, so a shape that first reaches one of them (batch-1
     // generation after training) does not deoptimize the others back into the interpreter. Each stores its own

@@ -513,11 +513,6 @@ final class VectorPointwise implements Pointwise {
         }
     }
 
-    /**
-     * Each row padded with -infinity to whole vectors, so that max, the exponential and the sums run on whole vectors
-     * only (a scalar tail of exponentials per row of a few dozen was a third of the softmax's time); the padding is
-     * zeroed again before the sum.
-     */
     @Override
     public void add(float[] a, int ao, float[] b, int bo, float[] o, int oo, int n) {
         int nv = n - n % L;
@@ -529,6 +524,11 @@ final class VectorPointwise implements Pointwise {
         }
     }
 
+    /**
+     * Each row padded with -infinity to whole vectors, so that max, the exponential and the sums run on whole vectors
+     * only (a scalar tail of exponentials per row of a few dozen was a third of the softmax's time); the padding is
+     * zeroed again before the sum.
+     */
     @Override
     public void causalSoftmax(float[] x, int stride, int rows, int len0, float scale) {
         float[] lanes = LANES.get();
@@ -554,32 +554,33 @@ final class VectorPointwise implements Pointwise {
                                       int len0, float scale) {
         float[] lanes = LANES.get();
         for (int r = 0; r < rows; r++) {
-            int pr = po + r * ps, dr = r * dps, sr = dso + r * dss, n = len0 + r, nv = n - n % L;
-            float d = (float) dot(p, pr, dp, dr, n, lanes);
-            for (int j = 0; j < nv; j += L) {
-                FloatVector.fromArray(S, dp, dr + j).sub(d).mul(FloatVector.fromArray(S, p, pr + j)).mul(scale)
-                        .intoArray(ds, sr + j);
-            }
-            for (int j = nv; j < n; j++) {
-                ds[sr + j] = p[pr + j] * (dp[dr + j] - d) * scale;
-            }
+            softmaxBackwardRow(p, po + r * ps, dp, r * dps, ds, dso + r * dss, len0 + r, scale, lanes);
+        }
+    }
+
+    /**
+     * One row of a softmax's backward: dx = scale y (dy - sum_j dy_j y_j) over [0, n), y at yo, dy at dyo, dx at dxo.
+     * With scale 1 it is {@link #softmaxBackward}'s row to the bit (the products commute, and times 1 is exact).
+     */
+    private static void softmaxBackwardRow(float[] y, int yo, float[] dy, int dyo, float[] dx, int dxo, int n, float scale,
+                                           float[] lanes) {
+        int nv = n - n % L;
+        float d = (float) dot(y, yo, dy, dyo, n, lanes);
+        for (int j = 0; j < nv; j += L) {
+            FloatVector.fromArray(S, dy, dyo + j).sub(d).mul(FloatVector.fromArray(S, y, yo + j)).mul(scale)
+                    .intoArray(dx, dxo + j);
+        }
+        for (int j = nv; j < n; j++) {
+            dx[dxo + j] = y[yo + j] * (dy[dyo + j] - d) * scale;
         }
     }
 
     @Override
     public void softmaxBackward(float[] y, float[] dy, float[] dx, int cols, int r0, int r1) {
-        int cv = cols - cols % L;
         float[] lanes = LANES.get();
         for (int r = r0; r < r1; r++) {
             int off = r * cols;
-            float d = (float) dot(dy, off, y, off, cols, lanes);
-            for (int j = 0; j < cv; j += L) {
-                FloatVector yv = FloatVector.fromArray(S, y, off + j);
-                yv.mul(FloatVector.fromArray(S, dy, off + j).sub(d)).intoArray(dx, off + j);
-            }
-            for (int j = cv; j < cols; j++) {
-                dx[off + j] = y[off + j] * (dy[off + j] - d);
-            }
+            softmaxBackwardRow(y, off, dy, off, dx, off, cols, 1f, lanes);
         }
     }
 
