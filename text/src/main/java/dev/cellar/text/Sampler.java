@@ -374,7 +374,8 @@ public final class Sampler {
             for (int lo = 0; lo < v; lo += 2 * w) {
                 int mid = Math.min(lo + w, v), hi = Math.min(lo + 2 * w, v), i = lo, j = mid, o = lo;
                 while (i < mid && j < hi) {
-                    b[o++] = p[a[j]] > p[a[i]] ? a[j++] : a[i++]; // ties from the left: stable
+                    // Double.compare on -p, as comparingDouble(-p) did, NaN included; ties from the left: stable
+                    b[o++] = Double.compare(-p[a[j]], -p[a[i]]) < 0 ? a[j++] : a[i++];
                 }
                 while (i < mid) {
                     b[o++] = a[i++];

@@ -169,6 +169,9 @@ class SamplerTest {
             for (int i = 0; i < v; i++) {
                 p[i] = r.nextInt(5) == 0 ? 0.25 : r.nextDouble(); // a fifth tied at one value
             }
+            if (v > 2) {
+                p[v / 2] = Double.NaN; // NaN logits: ordered as the Comparator ordered them
+            }
             Integer[] want = new Integer[v];
             for (int i = 0; i < v; i++) {
                 want[i] = i;
