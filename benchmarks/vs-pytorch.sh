@@ -18,7 +18,10 @@ usage: benchmarks/vs-pytorch.sh [--quick] [--rounds N] [--cells lstm,gru,rnn,tra
   --warmup     untimed training steps before the 20 timed ones, for both (default 5, as bench_lm.py); the JVM
                compiles its kernels during the first few seconds, so the default protocol includes some of that
 environment: CELLAR_TORCH_BENCH = the reference's directory (default <repo>/../shared/bench),
-             BLAS=ref to give PyTorch the stock reference BLAS instead of OpenBLAS (see its env.sh)
+             BLAS=ref to give PyTorch the stock reference BLAS instead of OpenBLAS (see its env.sh),
+             OPENBLAS_CORETYPE (e.g. SkylakeX, Haswell) passes through to OpenBLAS, whose 0.3.21 falls back to its
+             generic Prescott kernels on CPUs it does not know (Intel Emerald Rapids among them); the machine
+             line names the kernels OpenBLAS picked
 EOF
 }
 
@@ -64,9 +67,9 @@ py=/usr/bin/python3
 ref=$torch_bench/torch
 if [ ! -f "$ref/bench_lm.py" ] || [ ! -f "$ref/env.sh" ] || ! "$py" -c 'import torch' 2>/dev/null \
    || { [ "${BLAS:-openblas}" != ref ] && [ ! -d "$ref/blas/libopenblas0-openmp" ]; }; then
-  die "the PyTorch reference is not set up in $ref; run: bash $ref/setup.sh (or set CELLAR_TORCH_BENCH)"
+  die "the PyTorch reference is not set up in $ref; run: bash $ref/setup.sh (if that directory is read-only, copy it somewhere writable, set it up there and point CELLAR_TORCH_BENCH at the copy)"
 fi
-[ -f "$torch_bench/../data/tinyshakespeare.txt" ] || die "bench_lm.py needs $torch_bench/../data/tinyshakespeare.txt: file not found"
+[ -f "$torch_bench/../data/tinyshakespeare.txt" ] || die "bench_lm.py reads $torch_bench/../data/tinyshakespeare.txt: file not found (a CELLAR_TORCH_BENCH copy needs the data directory beside it, e.g. a symbolic link)"
 [ -x /usr/bin/time ] || die "/usr/bin/time (GNU time) measures PyTorch's peak memory; install it: apt-get install time"
 jar=$repo/cli/target/cellar.jar
 [ -f "$jar" ] || die "$jar not found; build it with: (cd $repo && mvn -q -DskipTests package -pl cli -am)"
@@ -124,11 +127,16 @@ for r in $(seq "$rounds"); do
 done
 
 cpu_model=$(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -n 1)
+# the kernels OpenBLAS chose for this CPU (its dynamic-arch build says so at load when verbose)
+blas_core=$(OPENBLAS_VERBOSE=2 torch_py -c 'import torch; torch.mm(torch.ones(2, 2), torch.ones(2, 2))' 2>&1 \
+  | sed -n 's/^Core:[[:space:]]*//p' | head -n 1 || true)
+[ -z "$blas_core" ] || blas_core="$blas_core kernels${OPENBLAS_CORETYPE:+, set by OPENBLAS_CORETYPE}"
+
 java_version=$(java -version 2>&1 | head -n 1)
-"$py" - "$tmp" "$cells" "$cpu_model" "$(nproc)" "$java_version" "$quick" "$rounds" "$steps" "$warmup" <<'EOF'
+"$py" - "$tmp" "$cells" "$cpu_model" "$(nproc)" "$java_version" "$quick" "$rounds" "$steps" "$warmup" "$blas_core" <<'EOF'
 import json, statistics, sys
 
-tmp, cells, cpu, cores, java, quick, rounds, steps, warmup = sys.argv[1:]
+tmp, cells, cpu, cores, java, quick, rounds, steps, warmup, blas_core = sys.argv[1:]
 rounds = int(rounds)
 
 def load(name):
@@ -152,6 +160,8 @@ meta = load(f"torch-train-{cells.split(',')[0]}.r1.json")["meta"]
 gemm_c = [load(f"cellar-gemm.r{r}.json") for r in R]
 gemm_t = [load(f"torch-gemm.r{r}.json") for r in R]
 blas = "OpenBLAS" if "openblas" in meta["blas"].lower() else meta["blas"]
+if blas == "OpenBLAS" and blas_core:
+    blas += f" ({blas_core})"
 print(f"machine: {cpu}, {cores} cores; {java}; torch {meta['torch']} with {blas}; "
       f"{meta['threads']} threads; Cellar backend: {gemm_c[0]['backend_description']}")
 if quick == "1":
