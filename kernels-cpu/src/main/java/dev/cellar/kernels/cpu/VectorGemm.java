@@ -17,6 +17,10 @@ final class VectorGemm implements Gemm {
     /** 16 accumulators fit only in AVX-512's 32 registers. */
     private static final boolean EIGHT_ROWS = S.vectorBitSize() >= 512;
 
+    static {
+        VectorProfiles.ensure(); // before any kernel runs: see there
+    }
+
     static String describe() {
         return "vector " + S.vectorBitSize() + "-bit";
     }

@@ -38,6 +38,7 @@ final class VectorPointwise implements Pointwise {
     private static final ThreadLocal<float[]> LANES = ThreadLocal.withInitial(() -> new float[L]);
 
     static {
+        VectorProfiles.ensure(); // before any kernel runs: see there
         // every vector class the kernels use (the float and int vectors of this shape, and what their operations
         // load) initialized before C2 can compile any kernel: the three activations once over two vectors
         float[] a = new float[2 * L], o = new float[2 * L];
