@@ -15,10 +15,11 @@ import jdk.incubator.vector.VectorSpecies;
  * check (a {@code class_check} deoptimization, seen in JFR), and the recompiled kernels, with that trap on record,
  * kept the receiver types of later vector calls inexact: {@code intoArray} then found no constant species, its
  * store intrinsic failed, and every vector it stored was boxed (about 940 MB a step and 150 collections in 20 LSTM
- * steps, 5 of 19 JDK 17 runs). Which operators the profile had seen first depended on thread timing.
+ * steps, 5 of 19 JDK 17 runs under JFR). Which operators the profile had seen first depended on thread timing.
  *
- * <p>Running three or more operators of each kind here, interpreted, before any kernel, fills the profile's rows and
- * its overflow count, so C2 never speculates on one lambda class and nothing traps.
+ * <p>Running three or more operators of each kind here, before any kernel, until each template runs as profiled
+ * (tier 3) code, fills the profile's rows and its overflow count, so C2 never speculates on one lambda class and
+ * nothing traps. It costs about 60 ms of start-up (2,000 rounds against one, on the 2-core host of the README).
  */
 final class VectorProfiles {
     private static final VectorSpecies<Float> S = FloatVector.SPECIES_PREFERRED;
