@@ -83,7 +83,8 @@ class GemmPathsTest {
         // panel 6 columns wide over a long k; 6406, 520 and 256 rows (no fewer than columns) are split between the
         // two threads in bands of rows, the others by panels; with AVX-512, row-major 13, 17, 33 and 64 rows over
         // k <= 256 and a few panels are read in place (17 and 13 rows end in a padded part strip, 250 and 65 columns in
-        // a narrow panel), transposed ones packed
+        // a narrow panel), transposed ones packed; packed products block k 128 steps at a time, so k = 129, 200, 260,
+        // 300, 600 and 2050 end in a part block, added to the first block's result whether or not the product accumulates
         for (int[] mnk : sizes) {
             int m = mnk[0], n = mnk[1], kk = mnk[2];
             for (int t = 0; t < 8; t++) {
