@@ -168,36 +168,58 @@ final class VectorGemm implements Gemm {
      */
     private static final int KC = 128;
 
+    /**
+     * The loop order follows B's size. When the panels' B fits L2 (at most {@link #ROWS_OUTER_FLOATS}), each 64-row
+     * block of A runs over all of k before the next: its 64 rows of C stay in L2 from one k-block to the next and B
+     * comes back from L2 for every block. A larger B (a weight gradient's activations, k = 3200) keeps the k-blocks
+     * outermost, so each block of B serves every row of A while in L2; C then makes k / KC round trips through memory.
+     */
     private static void packedPanels(float[] a, int aOff, int ars, int acs, float[] bp, float[] c, int cOff, int m, int n,
                                      int k, int p0, int p1, boolean acc) {
         int kcMax = Math.min(k, KC);
         float[] pa = Gemm.scratch(PACK_A, MC * kcMax), tile = Gemm.scratch(TILE, R * W);
-        for (int q0 = 0; q0 < k; q0 += kcMax) {
-            int kc = Math.min(kcMax, k - q0);
-            boolean add = acc || q0 > 0;
+        if ((long) k * (p1 - p0) * W <= ROWS_OUTER_FLOATS) {
             for (int i0 = 0; i0 < m; i0 += MC) {
-                int mr = Math.min(MC, m - i0);
-                packA(a, aOff + i0 * ars + q0 * acs, ars, acs, mr, kc, pa);
-                for (int p = p0; p < p1; p++) {
-                    int j0 = p * W, jw = Math.min(W, n - j0), bo = p * k * W + q0 * W;
-                    for (int s = 0; s < mr; s += R) {
-                        int r = Math.min(R, mr - s), co = cOff + (i0 + s) * n + j0;
-                        if (r == R && jw == W) {
-                            if (add) {
-                                kernelAdd(pa, s * kc, bp, bo, c, co, n, kc);
-                            } else {
-                                kernel(pa, s * kc, bp, bo, c, co, n, kc);
-                            }
-                            continue;
-                        }
-                        if (jw <= L) { // a last panel of one vector or less: half the work
-                            kernelHalf(pa, s * kc, bp, bo, tile, 0, W, kc);
-                        } else {
-                            kernel(pa, s * kc, bp, bo, tile, 0, W, kc);
-                        }
-                        fromTile(tile, c, co, n, r, jw, add);
-                    }
+                for (int q0 = 0; q0 < k; q0 += kcMax) {
+                    block(a, aOff, ars, acs, bp, c, cOff, m, n, k, p0, p1, acc, i0, q0, kcMax, pa, tile);
                 }
+            }
+            return;
+        }
+        for (int q0 = 0; q0 < k; q0 += kcMax) {
+            for (int i0 = 0; i0 < m; i0 += MC) {
+                block(a, aOff, ars, acs, bp, c, cOff, m, n, k, p0, p1, acc, i0, q0, kcMax, pa, tile);
+            }
+        }
+    }
+
+    /** Packed B of at most this many floats (1 MB, half this host's L2) is read once per 64-row block of A. */
+    private static final long ROWS_OUTER_FLOATS = 1 << 18;
+
+    /** Rows [i0, i0 + MC) x k-block [q0, q0 + kcMax) of A, packed into {@code pa}, times panels [p0, p1) into C. */
+    private static void block(float[] a, int aOff, int ars, int acs, float[] bp, float[] c, int cOff, int m, int n, int k,
+                              int p0, int p1, boolean acc, int i0, int q0, int kcMax, float[] pa, float[] tile) {
+        int kc = Math.min(kcMax, k - q0), mr = Math.min(MC, m - i0);
+        boolean add = acc || q0 > 0;
+        packA(a, aOff + i0 * ars + q0 * acs, ars, acs, mr, kc, pa);
+        for (int p = p0; p < p1; p++) {
+            int j0 = p * W, jw = Math.min(W, n - j0), bo = p * k * W + q0 * W;
+            for (int s = 0; s < mr; s += R) {
+                int r = Math.min(R, mr - s), co = cOff + (i0 + s) * n + j0;
+                if (r == R && jw == W) {
+                    if (add) {
+                        kernelAdd(pa, s * kc, bp, bo, c, co, n, kc);
+                    } else {
+                        kernel(pa, s * kc, bp, bo, c, co, n, kc);
+                    }
+                    continue;
+                }
+                if (jw <= L) { // a last panel of one vector or less: half the work
+                    kernelHalf(pa, s * kc, bp, bo, tile, 0, W, kc);
+                } else {
+                    kernel(pa, s * kc, bp, bo, tile, 0, W, kc);
+                }
+                fromTile(tile, c, co, n, r, jw, add);
             }
         }
     }

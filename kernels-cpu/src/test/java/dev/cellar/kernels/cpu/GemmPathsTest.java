@@ -76,7 +76,8 @@ class GemmPathsTest {
         Kernels k = fast(vector);
         Random r = new Random(7);
         int[][] sizes = {{1, 1, 1}, {5, 7, 3}, {64, 256, 1024}, {33, 65, 129}, {4, 1, 40}, {129, 3, 17}, {256, 96, 300}, {40, 70, 260},
-            {13, 40, 50}, {71, 33, 64}, {6406, 65, 3}, {520, 64, 2050}, {20, 70, 600}, {64, 256, 256}, {17, 250, 200}};
+            {13, 40, 50}, {71, 33, 64}, {6406, 65, 3}, {520, 64, 2050}, {20, 70, 600}, {64, 256, 256}, {17, 250, 200},
+            {72, 640, 1100}};
         // the vector kernels pack A 64 rows at a time into strips of 8 (AVX-512) or 4 rows: 129, 71 and 13 rows end
         // in a part block and a part strip, 6406 rows in a part strip of 6; 5 and 4 rows read A in place; the scalar
         // kernel copies a transposed 2050 x 520 A first, in 32-column strips and a part strip; 20 x 70 x 600 ends in a
@@ -84,7 +85,9 @@ class GemmPathsTest {
         // two threads in bands of rows, the others by panels; with AVX-512, row-major 13, 17, 33 and 64 rows over
         // k <= 256 and a few panels are read in place (17 and 13 rows end in a padded part strip, 250 and 65 columns in
         // a narrow panel), transposed ones packed; packed products block k 128 steps at a time, so k = 129, 200, 260,
-        // 300, 600 and 2050 end in a part block, added to the first block's result whether or not the product accumulates
+        // 300, 600, 1100 and 2050 end in a part block, added to the first block's result whether or not the product
+        // accumulates; 72 x 640 x 1100 is the one whose B (10 panels a thread over k = 1100) is too large to run each
+        // 64-row block of A over all of k, so its k-blocks go outermost
         for (int[] mnk : sizes) {
             int m = mnk[0], n = mnk[1], kk = mnk[2];
             for (int t = 0; t < 8; t++) {
