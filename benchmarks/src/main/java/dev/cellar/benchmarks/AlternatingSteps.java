@@ -1,19 +1,13 @@
 package dev.cellar.benchmarks;
 
-import dev.cellar.api.DType;
 import dev.cellar.api.spi.Backend;
 import dev.cellar.api.spi.CellProvider;
 import dev.cellar.autodiff.Optimizer;
 import dev.cellar.autodiff.Optimizers;
-import dev.cellar.autodiff.Params;
-import dev.cellar.text.CharTokenizer;
 import dev.cellar.text.LanguageModel;
-import dev.cellar.text.ModelConfig;
 import dev.cellar.text.TrainStep;
 
 import java.util.Arrays;
-import java.util.Map;
-import java.util.ServiceLoader;
 import java.util.SplittableRandom;
 
 /**
@@ -28,7 +22,6 @@ import java.util.SplittableRandom;
  * Prints, for each cell, its median step, tok/s, and the median (p10-p90) of its step time over the first cell's.
  */
 public final class AlternatingSteps {
-    private static final int VOCAB = 65;
     private static final int BATCH = 64;
     private static final int SEQ = 100;
     private static final int WARMUP = 5;
@@ -61,22 +54,15 @@ public final class AlternatingSteps {
             System.err.println("usage: AlternatingSteps [--steps N >= 1] CELL [CELL...]  (e.g. lstm gru rnn transformer)");
             System.exit(2);
         }
-        StringBuilder alphabet = new StringBuilder();
-        for (int i = 0; i < VOCAB; i++) {
-            alphabet.appendCodePoint(32 + i);
+        CellProvider[] providers = new CellProvider[cells.length];
+        for (int c = 0; c < cells.length; c++) {
+            providers[c] = Cpu.cell(cells[c]); // an unknown cell stops it before the backend opens
         }
-        CharTokenizer tok = CharTokenizer.fit(alphabet.toString());
         try (Backend be = Cpu.open(0)) {
             TrainStep[] ts = new TrainStep[cells.length];
             Optimizer[] opt = new Optimizer[cells.length];
             for (int c = 0; c < cells.length; c++) {
-                String id = cells[c];
-                CellProvider provider = ServiceLoader.load(CellProvider.class).stream().map(ServiceLoader.Provider::get)
-                        .filter(p -> p.id().equals(id)).findFirst()
-                        .orElseThrow(() -> new IllegalArgumentException("cell " + id + ": not found; try lstm, gru, rnn or transformer"));
-                Map<String, String> opts = id.equals("transformer") ? Map.of("context", Integer.toString(SEQ)) : Map.of();
-                LanguageModel m = new LanguageModel(new ModelConfig(id, 2, 256, opts, 0), tok, provider,
-                        Params.creator(be, DType.F32, new SplittableRandom(1234)));
+                LanguageModel m = Cpu.languageModel(be, providers[c], 2, 256, SEQ);
                 opt[c] = Optimizers.adam(m.params(), 0.001);
                 ts[c] = new TrainStep(m, be, BATCH, SEQ);
             }
@@ -87,8 +73,8 @@ public final class AlternatingSteps {
             for (int i = 0; i < WARMUP + steps; i++) {
                 for (int c = 0; c < cells.length; c++) {
                     for (int j = 0; j < ids.length; j++) {
-                        ids[j] = r.nextInt(VOCAB);
-                        tg[j] = r.nextInt(VOCAB);
+                        ids[j] = r.nextInt(Cpu.VOCAB);
+                        tg[j] = r.nextInt(Cpu.VOCAB);
                     }
                     long t0 = System.nanoTime();
                     ts[c].run(ids, tg, 0);

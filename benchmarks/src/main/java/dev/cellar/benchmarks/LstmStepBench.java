@@ -1,15 +1,11 @@
 package dev.cellar.benchmarks;
 
-import dev.cellar.api.DType;
 import dev.cellar.api.spi.Backend;
 import dev.cellar.api.spi.CellProvider;
 import dev.cellar.api.spi.Kernels;
 import dev.cellar.autodiff.Optimizer;
 import dev.cellar.autodiff.Optimizers;
-import dev.cellar.autodiff.Params;
-import dev.cellar.text.CharTokenizer;
 import dev.cellar.text.LanguageModel;
-import dev.cellar.text.ModelConfig;
 import dev.cellar.text.TrainStep;
 import org.openjdk.jmh.annotations.AuxCounters;
 import org.openjdk.jmh.annotations.Benchmark;
@@ -25,8 +21,6 @@ import org.openjdk.jmh.annotations.Setup;
 import org.openjdk.jmh.annotations.TearDown;
 import org.openjdk.jmh.annotations.Warmup;
 
-import java.util.Map;
-import java.util.ServiceLoader;
 import java.util.SplittableRandom;
 import java.util.concurrent.TimeUnit;
 
@@ -45,7 +39,6 @@ import java.util.concurrent.TimeUnit;
 @Fork(value = 1, jvmArgsAppend = {Cpu.ADD_VECTOR, "-XX:+UseParallelGC", "-Xss4m"})
 @org.openjdk.jmh.annotations.State(Scope.Benchmark)
 public class LstmStepBench {
-    private static final int VOCAB = 65;
     private static final int BATCHES = 8;
 
     @Param("lstm")
@@ -96,25 +89,17 @@ public class LstmStepBench {
 
     @Setup(Level.Trial)
     public void setUp() {
-        CellProvider provider = ServiceLoader.load(CellProvider.class).stream().map(ServiceLoader.Provider::get)
-                .filter(p -> p.id().equals(cell)).findFirst()
-                .orElseThrow(() -> new IllegalArgumentException("cell " + cell + ": not found; try lstm, gru, rnn or transformer"));
-        StringBuilder alphabet = new StringBuilder();
-        for (int i = 0; i < VOCAB; i++) {
-            alphabet.appendCodePoint(32 + i);
-        }
-        Map<String, String> opts = cell.equals("transformer") ? Map.of("context", Integer.toString(seq)) : Map.of();
+        CellProvider provider = Cpu.cell(cell);
         backend = Cpu.open(threads);
-        model = new LanguageModel(new ModelConfig(cell, layers, hidden, opts, 0), CharTokenizer.fit(alphabet.toString()),
-                provider, Params.creator(backend, DType.F32, new SplittableRandom(1234)));
+        model = Cpu.languageModel(backend, provider, layers, hidden, seq);
         adam = Optimizers.adam(model.params(), 0.001);
         step = new TrainStep(model, dataParallel ? backend : withoutReplicas(backend), batch, seq);
         SplittableRandom r = new SplittableRandom(1);
         inputs = new int[BATCHES][];
         targets = new int[BATCHES][];
         for (int i = 0; i < BATCHES; i++) {
-            inputs[i] = r.ints((long) batch * seq, 0, VOCAB).toArray();
-            targets[i] = r.ints((long) batch * seq, 0, VOCAB).toArray();
+            inputs[i] = r.ints((long) batch * seq, 0, Cpu.VOCAB).toArray();
+            targets[i] = r.ints((long) batch * seq, 0, Cpu.VOCAB).toArray();
         }
         System.out.printf("%s %dx%d, %,d params, batch %d x window %d, split over %d replica(s)%n", cell, layers, hidden,
                 model.parameterCount(), batch, seq, step.parts());
