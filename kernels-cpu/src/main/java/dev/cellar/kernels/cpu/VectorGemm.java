@@ -89,6 +89,13 @@ final class VectorGemm implements Gemm {
         return bp;
     }
 
+    /** C's {@code rows} x {@code cols} at {@code co} (row stride ldc) into the first of a tile's (row stride W). */
+    private static void toTile(float[] c, int co, int ldc, int rows, int cols, float[] tile) {
+        for (int i = 0; i < rows; i++) {
+            System.arraycopy(c, co + i * ldc, tile, i * W, cols);
+        }
+    }
+
     /** The first {@code rows} x {@code cols} of a tile (row stride W) into C at {@code co} (row stride ldc), or added. */
     private static void fromTile(float[] tile, float[] c, int co, int ldc, int rows, int cols, boolean acc) {
         for (int i = 0; i < rows; i++) {
@@ -214,12 +221,21 @@ final class VectorGemm implements Gemm {
                     }
                     continue;
                 }
+                if (add) {
+                    toTile(c, co, n, r, jw, tile);
+                }
                 if (jw <= L) { // a last panel of one vector or less: half the work
-                    kernelHalf(pa, s * kc, bp, bo, tile, 0, W, kc);
+                    if (add) {
+                        kernelHalfAdd(pa, s * kc, bp, bo, tile, 0, W, kc);
+                    } else {
+                        kernelHalf(pa, s * kc, bp, bo, tile, 0, W, kc);
+                    }
+                } else if (add) {
+                    kernelAdd(pa, s * kc, bp, bo, tile, 0, W, kc);
                 } else {
                     kernel(pa, s * kc, bp, bo, tile, 0, W, kc);
                 }
-                fromTile(tile, c, co, n, r, jw, add);
+                fromTile(tile, c, co, n, r, jw, false);
             }
         }
     }
@@ -367,7 +383,73 @@ final class VectorGemm implements Gemm {
         c3.intoArray(c, co + 3 * ldc);
     }
 
-    /** {@link #kernel}, adding to C: its own methods, so that no branch on accumulation is in a kernel (see few). */
+    /** {@link #kernelHalf}, going on from C's values (see {@link #kernelAdd}). */
+    private static void kernelHalfAdd(float[] pa, int po, float[] bp, int bo, float[] c, int co, int ldc, int k) {
+        if (EIGHT_ROWS) {
+            half8Add(pa, po, bp, bo, c, co, ldc, k);
+        } else {
+            half4Add(pa, po, bp, bo, c, co, ldc, k);
+        }
+    }
+
+    /** {@link #kernelHalfAdd} for R = 8. */
+    private static void half8Add(float[] pa, int po, float[] bp, int bo, float[] c, int co, int ldc, int k) {
+        FloatVector c0 = FloatVector.fromArray(S, c, co);
+        FloatVector c1 = FloatVector.fromArray(S, c, co + ldc);
+        FloatVector c2 = FloatVector.fromArray(S, c, co + 2 * ldc);
+        FloatVector c3 = FloatVector.fromArray(S, c, co + 3 * ldc);
+        FloatVector c4 = FloatVector.fromArray(S, c, co + 4 * ldc);
+        FloatVector c5 = FloatVector.fromArray(S, c, co + 5 * ldc);
+        FloatVector c6 = FloatVector.fromArray(S, c, co + 6 * ldc);
+        FloatVector c7 = FloatVector.fromArray(S, c, co + 7 * ldc);
+        for (int q = 0; q < k; q++) {
+            int o = po + q * 8;
+            FloatVector b0 = FloatVector.fromArray(S, bp, bo + q * W);
+            c0 = FloatVector.broadcast(S, pa[o]).fma(b0, c0);
+            c1 = FloatVector.broadcast(S, pa[o + 1]).fma(b0, c1);
+            c2 = FloatVector.broadcast(S, pa[o + 2]).fma(b0, c2);
+            c3 = FloatVector.broadcast(S, pa[o + 3]).fma(b0, c3);
+            c4 = FloatVector.broadcast(S, pa[o + 4]).fma(b0, c4);
+            c5 = FloatVector.broadcast(S, pa[o + 5]).fma(b0, c5);
+            c6 = FloatVector.broadcast(S, pa[o + 6]).fma(b0, c6);
+            c7 = FloatVector.broadcast(S, pa[o + 7]).fma(b0, c7);
+        }
+        c0.intoArray(c, co);
+        c1.intoArray(c, co + ldc);
+        c2.intoArray(c, co + 2 * ldc);
+        c3.intoArray(c, co + 3 * ldc);
+        c4.intoArray(c, co + 4 * ldc);
+        c5.intoArray(c, co + 5 * ldc);
+        c6.intoArray(c, co + 6 * ldc);
+        c7.intoArray(c, co + 7 * ldc);
+    }
+
+    /** {@link #kernelHalfAdd} for R = 4. */
+    private static void half4Add(float[] pa, int po, float[] bp, int bo, float[] c, int co, int ldc, int k) {
+        FloatVector c0 = FloatVector.fromArray(S, c, co);
+        FloatVector c1 = FloatVector.fromArray(S, c, co + ldc);
+        FloatVector c2 = FloatVector.fromArray(S, c, co + 2 * ldc);
+        FloatVector c3 = FloatVector.fromArray(S, c, co + 3 * ldc);
+        for (int q = 0; q < k; q++) {
+            int o = po + q * 4;
+            FloatVector b0 = FloatVector.fromArray(S, bp, bo + q * W);
+            c0 = FloatVector.broadcast(S, pa[o]).fma(b0, c0);
+            c1 = FloatVector.broadcast(S, pa[o + 1]).fma(b0, c1);
+            c2 = FloatVector.broadcast(S, pa[o + 2]).fma(b0, c2);
+            c3 = FloatVector.broadcast(S, pa[o + 3]).fma(b0, c3);
+        }
+        c0.intoArray(c, co);
+        c1.intoArray(c, co + ldc);
+        c2.intoArray(c, co + 2 * ldc);
+        c3.intoArray(c, co + 3 * ldc);
+    }
+
+    /**
+     * {@link #kernel}, adding to C: its own methods, so that no branch on accumulation is in a kernel (see few). The
+     * accumulators start from C's values, so a product blocked over k makes each element's one chain of FMAs over all
+     * of k, in order, as an unblocked one does: rows of A give the same bits whether they come alone (batch-1
+     * generation) or with others (a frozen graph's table, {@code KernelGraph.captureFrozen}).
+     */
     private static void kernelAdd(float[] pa, int po, float[] bp, int bo, float[] c, int co, int ldc, int k) {
         if (EIGHT_ROWS) {
             kernel8Add(pa, po, bp, bo, c, co, ldc, k);
@@ -435,14 +517,22 @@ final class VectorGemm implements Gemm {
 
     /** {@link #kernelAdd} for R = 8. */
     private static void kernel8Add(float[] pa, int po, float[] bp, int bo, float[] c, int co, int ldc, int k) {
-        FloatVector c00 = FloatVector.zero(S), c01 = FloatVector.zero(S);
-        FloatVector c10 = FloatVector.zero(S), c11 = FloatVector.zero(S);
-        FloatVector c20 = FloatVector.zero(S), c21 = FloatVector.zero(S);
-        FloatVector c30 = FloatVector.zero(S), c31 = FloatVector.zero(S);
-        FloatVector c40 = FloatVector.zero(S), c41 = FloatVector.zero(S);
-        FloatVector c50 = FloatVector.zero(S), c51 = FloatVector.zero(S);
-        FloatVector c60 = FloatVector.zero(S), c61 = FloatVector.zero(S);
-        FloatVector c70 = FloatVector.zero(S), c71 = FloatVector.zero(S);
+        FloatVector c00 = FloatVector.fromArray(S, c, co);
+        FloatVector c01 = FloatVector.fromArray(S, c, co + L);
+        FloatVector c10 = FloatVector.fromArray(S, c, co + ldc);
+        FloatVector c11 = FloatVector.fromArray(S, c, co + ldc + L);
+        FloatVector c20 = FloatVector.fromArray(S, c, co + 2 * ldc);
+        FloatVector c21 = FloatVector.fromArray(S, c, co + 2 * ldc + L);
+        FloatVector c30 = FloatVector.fromArray(S, c, co + 3 * ldc);
+        FloatVector c31 = FloatVector.fromArray(S, c, co + 3 * ldc + L);
+        FloatVector c40 = FloatVector.fromArray(S, c, co + 4 * ldc);
+        FloatVector c41 = FloatVector.fromArray(S, c, co + 4 * ldc + L);
+        FloatVector c50 = FloatVector.fromArray(S, c, co + 5 * ldc);
+        FloatVector c51 = FloatVector.fromArray(S, c, co + 5 * ldc + L);
+        FloatVector c60 = FloatVector.fromArray(S, c, co + 6 * ldc);
+        FloatVector c61 = FloatVector.fromArray(S, c, co + 6 * ldc + L);
+        FloatVector c70 = FloatVector.fromArray(S, c, co + 7 * ldc);
+        FloatVector c71 = FloatVector.fromArray(S, c, co + 7 * ldc + L);
         for (int q = 0; q < k; q++) {
             int o = po + q * 8, b = bo + q * W;
             FloatVector b0 = FloatVector.fromArray(S, bp, b);
@@ -472,22 +562,22 @@ final class VectorGemm implements Gemm {
             c70 = x7.fma(b0, c70);
             c71 = x7.fma(b1, c71);
         }
-        c00.add(FloatVector.fromArray(S, c, co)).intoArray(c, co);
-        c01.add(FloatVector.fromArray(S, c, co + L)).intoArray(c, co + L);
-        c10.add(FloatVector.fromArray(S, c, co + ldc)).intoArray(c, co + ldc);
-        c11.add(FloatVector.fromArray(S, c, co + ldc + L)).intoArray(c, co + ldc + L);
-        c20.add(FloatVector.fromArray(S, c, co + 2 * ldc)).intoArray(c, co + 2 * ldc);
-        c21.add(FloatVector.fromArray(S, c, co + 2 * ldc + L)).intoArray(c, co + 2 * ldc + L);
-        c30.add(FloatVector.fromArray(S, c, co + 3 * ldc)).intoArray(c, co + 3 * ldc);
-        c31.add(FloatVector.fromArray(S, c, co + 3 * ldc + L)).intoArray(c, co + 3 * ldc + L);
-        c40.add(FloatVector.fromArray(S, c, co + 4 * ldc)).intoArray(c, co + 4 * ldc);
-        c41.add(FloatVector.fromArray(S, c, co + 4 * ldc + L)).intoArray(c, co + 4 * ldc + L);
-        c50.add(FloatVector.fromArray(S, c, co + 5 * ldc)).intoArray(c, co + 5 * ldc);
-        c51.add(FloatVector.fromArray(S, c, co + 5 * ldc + L)).intoArray(c, co + 5 * ldc + L);
-        c60.add(FloatVector.fromArray(S, c, co + 6 * ldc)).intoArray(c, co + 6 * ldc);
-        c61.add(FloatVector.fromArray(S, c, co + 6 * ldc + L)).intoArray(c, co + 6 * ldc + L);
-        c70.add(FloatVector.fromArray(S, c, co + 7 * ldc)).intoArray(c, co + 7 * ldc);
-        c71.add(FloatVector.fromArray(S, c, co + 7 * ldc + L)).intoArray(c, co + 7 * ldc + L);
+        c00.intoArray(c, co);
+        c01.intoArray(c, co + L);
+        c10.intoArray(c, co + ldc);
+        c11.intoArray(c, co + ldc + L);
+        c20.intoArray(c, co + 2 * ldc);
+        c21.intoArray(c, co + 2 * ldc + L);
+        c30.intoArray(c, co + 3 * ldc);
+        c31.intoArray(c, co + 3 * ldc + L);
+        c40.intoArray(c, co + 4 * ldc);
+        c41.intoArray(c, co + 4 * ldc + L);
+        c50.intoArray(c, co + 5 * ldc);
+        c51.intoArray(c, co + 5 * ldc + L);
+        c60.intoArray(c, co + 6 * ldc);
+        c61.intoArray(c, co + 6 * ldc + L);
+        c70.intoArray(c, co + 7 * ldc);
+        c71.intoArray(c, co + 7 * ldc + L);
     }
 
     /** {@link #kernel} for R = 4. */
@@ -525,10 +615,14 @@ final class VectorGemm implements Gemm {
 
     /** {@link #kernelAdd} for R = 4. */
     private static void kernel4Add(float[] pa, int po, float[] bp, int bo, float[] c, int co, int ldc, int k) {
-        FloatVector c00 = FloatVector.zero(S), c01 = FloatVector.zero(S);
-        FloatVector c10 = FloatVector.zero(S), c11 = FloatVector.zero(S);
-        FloatVector c20 = FloatVector.zero(S), c21 = FloatVector.zero(S);
-        FloatVector c30 = FloatVector.zero(S), c31 = FloatVector.zero(S);
+        FloatVector c00 = FloatVector.fromArray(S, c, co);
+        FloatVector c01 = FloatVector.fromArray(S, c, co + L);
+        FloatVector c10 = FloatVector.fromArray(S, c, co + ldc);
+        FloatVector c11 = FloatVector.fromArray(S, c, co + ldc + L);
+        FloatVector c20 = FloatVector.fromArray(S, c, co + 2 * ldc);
+        FloatVector c21 = FloatVector.fromArray(S, c, co + 2 * ldc + L);
+        FloatVector c30 = FloatVector.fromArray(S, c, co + 3 * ldc);
+        FloatVector c31 = FloatVector.fromArray(S, c, co + 3 * ldc + L);
         for (int q = 0; q < k; q++) {
             int o = po + q * 4, b = bo + q * W;
             FloatVector b0 = FloatVector.fromArray(S, bp, b);
@@ -546,14 +640,14 @@ final class VectorGemm implements Gemm {
             c30 = x3.fma(b0, c30);
             c31 = x3.fma(b1, c31);
         }
-        c00.add(FloatVector.fromArray(S, c, co)).intoArray(c, co);
-        c01.add(FloatVector.fromArray(S, c, co + L)).intoArray(c, co + L);
-        c10.add(FloatVector.fromArray(S, c, co + ldc)).intoArray(c, co + ldc);
-        c11.add(FloatVector.fromArray(S, c, co + ldc + L)).intoArray(c, co + ldc + L);
-        c20.add(FloatVector.fromArray(S, c, co + 2 * ldc)).intoArray(c, co + 2 * ldc);
-        c21.add(FloatVector.fromArray(S, c, co + 2 * ldc + L)).intoArray(c, co + 2 * ldc + L);
-        c30.add(FloatVector.fromArray(S, c, co + 3 * ldc)).intoArray(c, co + 3 * ldc);
-        c31.add(FloatVector.fromArray(S, c, co + 3 * ldc + L)).intoArray(c, co + 3 * ldc + L);
+        c00.intoArray(c, co);
+        c01.intoArray(c, co + L);
+        c10.intoArray(c, co + ldc);
+        c11.intoArray(c, co + ldc + L);
+        c20.intoArray(c, co + 2 * ldc);
+        c21.intoArray(c, co + 2 * ldc + L);
+        c30.intoArray(c, co + 3 * ldc);
+        c31.intoArray(c, co + 3 * ldc + L);
     }
 
     private static void rows8(float[] a, int a0, int ars, int acs, float[] bp, int bo, float[] c, int co, int ldc, int k) {

@@ -11,6 +11,7 @@ import java.util.Random;
 import java.util.concurrent.Executors;
 import java.util.concurrent.ExecutorService;
 
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.fail;
 
@@ -96,6 +97,34 @@ class GemmPathsTest {
                 float[] a = Matrices.random(r, m * kk), b = Matrices.random(r, kk * n), c = Matrices.random(r, m * n);
                 assertClose(mm(REF, s, a, b, c, null), mm(k, s, a, b, c, null), kk,
                         m + "x" + n + "x" + kk + " transA=" + ta + " transB=" + tb + " acc=" + acc);
+            }
+        }
+    }
+
+    /**
+     * Each row of C gets the same bits whether its row of A comes alone or with others: products blocked over k go on
+     * from the block before (the vector kernels' accumulators start from C), so every element is one chain over all of
+     * k, as batch-1 generation's single rows are. A frozen graph's table of embedding rows relies on it. 65 rows over
+     * k = 256, 300 and 1100 are packed and blocked (ending in a strip of one row, through a tile), 40 rows over 256
+     * read in place; 80 and 100 columns end in a panel of one vector or less, 120 in a wider part panel.
+     */
+    @ParameterizedTest(name = "vector={0}")
+    @ValueSource(booleans = {true, false})
+    void aRowGetsTheSameBitsAloneAsAmongOthers(boolean vector) {
+        Kernels k = fast(vector);
+        Random r = new Random(13);
+        int[][] sizes = {{65, 80, 256}, {65, 100, 300}, {65, 120, 1100}, {40, 100, 256}};
+        for (int[] mnk : sizes) {
+            int m = mnk[0], n = mnk[1], kk = mnk[2];
+            for (boolean tb : new boolean[]{false, true}) {
+                float[] a = Matrices.random(r, m * kk), b = Matrices.random(r, kk * n);
+                float[] all = mm(k, new MatmulSpec(1, m, n, kk, false, tb, 0, 0, false), a, b, new float[m * n], null);
+                for (int i = 0; i < m; i++) {
+                    float[] row = java.util.Arrays.copyOfRange(a, i * kk, (i + 1) * kk);
+                    float[] alone = mm(k, new MatmulSpec(1, 1, n, kk, false, tb, 0, 0, false), row, b, new float[n], null);
+                    assertArrayEquals(alone, java.util.Arrays.copyOfRange(all, i * n, (i + 1) * n),
+                            "row " + i + " of " + m + "x" + n + "x" + kk + " transB=" + tb);
+                }
             }
         }
     }
