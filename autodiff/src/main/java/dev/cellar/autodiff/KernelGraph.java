@@ -47,8 +47,10 @@ import java.util.function.Consumer;
 public final class KernelGraph implements AutoCloseable {
     private final Kernels k;
     private final Recorder rec = new Recorder();
-    private final List<Runnable> program = new ArrayList<>();
+    private final List<Call> program = new ArrayList<>();
     private Runnable[] steps;
+    /** How many recorded calls a frozen graph ran once at its capture and its replays skip. */
+    private int hoisted;
     /** The leaves the pass gave gradients, in a fixed order, and each one's gradient. */
     private Var[] leaves = new Var[0];
     private Map<Var, Storage> gradOf = Map.of();
@@ -72,9 +74,25 @@ public final class KernelGraph implements AutoCloseable {
      * pass fails, the graph is closed and the failure rethrown.
      */
     public static KernelGraph capture(Backend backend, Kernels kernels, long seed, Consumer<Tape> pass) {
+        return capture(backend, kernels, seed, pass, false);
+    }
+
+    /**
+     * {@link #capture} for inference over parameters that stay as they are while the graph lives (generation), as
+     * {@code torch.jit.freeze} treats a module's parameters as constants. Every call whose buffers hold only what the
+     * parameters determine (a sum of two biases; on the tape, a linear of embedding rows taken over the whole table,
+     * {@link Tape#linear}) runs once, here, and replays skip it ({@link #hoisted}): they run only the calls that
+     * depend on what the caller writes. Replays read the parameters' values as they were at the capture, so a graph
+     * captured this way must not outlive a change to them.
+     */
+    public static KernelGraph captureFrozen(Backend backend, Kernels kernels, Consumer<Tape> pass) {
+        return capture(backend, kernels, 0, pass, true);
+    }
+
+    private static KernelGraph capture(Backend backend, Kernels kernels, long seed, Consumer<Tape> pass, boolean frozen) {
         KernelGraph g = new KernelGraph(kernels);
         try {
-            try (Tape tape = Tape.recording(backend, g.rec, seed)) {
+            try (Tape tape = Tape.recording(backend, g.rec, seed, frozen)) {
                 pass.accept(tape);
                 g.gradOf = tape.takeLeafGradients();
                 g.leaves = g.gradOf.keySet().toArray(new Var[0]);
@@ -84,7 +102,16 @@ public final class KernelGraph implements AutoCloseable {
             g.close();
             throw e;
         }
-        g.steps = g.program.toArray(new Runnable[0]);
+        boolean[] skip = frozen ? hoist(g.program) : new boolean[g.program.size()];
+        List<Runnable> run = new ArrayList<>();
+        for (int i = 0; i < skip.length; i++) {
+            if (skip[i]) {
+                g.hoisted++;
+            } else {
+                run.add(g.program.get(i).run());
+            }
+        }
+        g.steps = run.toArray(new Runnable[0]);
         g.program.clear();
         g.rec.sealed = true;
         return g;
@@ -102,6 +129,76 @@ public final class KernelGraph implements AutoCloseable {
     /** The number of kernel calls a replay makes. */
     public int size() {
         return steps == null ? program.size() : steps.length;
+    }
+
+    /** The number of recorded calls a {@linkplain #captureFrozen frozen} graph ran only at its capture (0 otherwise). */
+    public int hoisted() {
+        return hoisted;
+    }
+
+    /** A recorded call: what it runs, every buffer it reads or writes, the ones it writes, and whether it writes from the host. */
+    private record Call(Runnable run, Storage[] touched, Storage[] written, boolean input) {
+    }
+
+    /**
+     * Which calls of a frozen pass need not run again: a fixed point down from all of them. A buffer holds a constant
+     * when every call that writes it is hoisted, and a call is hoisted when it is no write from the host and every
+     * buffer it touches holds a constant; the parameters, which no call writes, do from the start. A constant buffer
+     * is read by the calls a replay runs as it was left by its last writer at the capture, so one that such a call
+     * reads before its last write is not constant after all. Buffers reused within the pass for other values have
+     * writers of both kinds and stay with the replays.
+     */
+    private static boolean[] hoist(List<Call> calls) {
+        int n = calls.size();
+        boolean[] hoisted = new boolean[n];
+        Set<Storage> variable = Collections.newSetFromMap(new IdentityHashMap<>());
+        for (int i = 0; i < n; i++) {
+            hoisted[i] = !calls.get(i).input();
+            if (!hoisted[i]) {
+                Collections.addAll(variable, calls.get(i).written());
+            }
+        }
+        boolean changed = true;
+        while (changed) {
+            changed = false;
+            for (int i = 0; i < n; i++) {
+                if (hoisted[i] && anyIn(calls.get(i).touched(), variable)) {
+                    hoisted[i] = false;
+                    Collections.addAll(variable, calls.get(i).written());
+                    changed = true;
+                }
+            }
+            if (changed) {
+                continue;
+            }
+            Map<Storage, Integer> lastWrite = new IdentityHashMap<>();
+            for (int i = 0; i < n; i++) {
+                for (Storage w : calls.get(i).written()) {
+                    lastWrite.put(w, i);
+                }
+            }
+            for (int i = 0; i < n; i++) {
+                if (!hoisted[i]) {
+                    for (Storage t : calls.get(i).touched()) {
+                        Integer last = lastWrite.get(t);
+                        if (last != null && last > i && !variable.contains(t)) {
+                            variable.add(t);
+                            changed = true;
+                        }
+                    }
+                }
+            }
+        }
+        return hoisted;
+    }
+
+    private static boolean anyIn(Storage[] ss, Set<Storage> set) {
+        for (Storage s : ss) {
+            if (set.contains(s)) {
+                return true;
+            }
+        }
+        return false;
     }
 
     /** The number of buffers the graph holds. */
@@ -217,11 +314,16 @@ public final class KernelGraph implements AutoCloseable {
         /** Whether the pass read a buffer back to the host (other than to check it). */
         boolean readBack;
 
-        private void add(Runnable r) {
+        /** Adds a call that writes {@code out} and reads the rest of {@code touched} (which includes out). */
+        private void add(Runnable r, Storage out, Storage... touched) {
+            add(r, touched, new Storage[]{out}, false);
+        }
+
+        private void add(Runnable r, Storage[] touched, Storage[] written, boolean input) {
             if (sealed) {
                 throw new CellarException("a captured kernel graph records nothing more; its tensors are read-only");
             }
-            program.add(r);
+            program.add(new Call(r, touched, written, input));
         }
 
         private static long key(DType dtype, int size) {
@@ -239,12 +341,12 @@ public final class KernelGraph implements AutoCloseable {
                 s = zeroed ? k.allocate(dtype, size) : k.empty(dtype, size);
                 mine.add(s);
                 if (zeroed && size > 0) {
-                    program.add(zeroing(s));
+                    add(zeroing(s), s, s);
                 }
             } else if (zeroed && size > 0) {
                 Runnable z = zeroing(s);
                 z.run();
-                program.add(z);
+                add(z, s, s);
             }
             return s;
         }
@@ -300,28 +402,28 @@ public final class KernelGraph implements AutoCloseable {
         public void zero(Storage dst) {
             use(dst);
             k.zero(dst);
-            add(() -> k.zero(dst));
+            add(() -> k.zero(dst), dst, dst);
         }
 
         @Override
         public void write(Storage dst, double[] src) {
             k.write(dst, src);
             written(dst, src);
-            add(() -> k.write(dst, src));
+            add(() -> k.write(dst, src), new Storage[]{dst}, new Storage[]{dst}, true);
         }
 
         @Override
         public void write(Storage dst, float[] src) {
             k.write(dst, src);
             written(dst, src);
-            add(() -> k.write(dst, src));
+            add(() -> k.write(dst, src), new Storage[]{dst}, new Storage[]{dst}, true);
         }
 
         @Override
         public void write(Storage dst, int[] src) {
             k.write(dst, src);
             written(dst, src);
-            add(() -> k.write(dst, src));
+            add(() -> k.write(dst, src), new Storage[]{dst}, new Storage[]{dst}, true);
         }
 
         /**
@@ -382,7 +484,7 @@ public final class KernelGraph implements AutoCloseable {
             use(x);
             use(out);
             k.unary(op, x, out, n);
-            add(() -> k.unary(op, x, out, n));
+            add(() -> k.unary(op, x, out, n), out, x, out);
         }
 
         @Override
@@ -392,7 +494,7 @@ public final class KernelGraph implements AutoCloseable {
             use(out);
             k.binary(op, a, aStrides, b, bStrides, out, shape);
             int[] as = aStrides.clone(), bs = bStrides.clone();
-            add(() -> k.binary(op, a, as, b, bs, out, shape));
+            add(() -> k.binary(op, a, as, b, bs, out, shape), out, a, b, out);
         }
 
         @Override
@@ -400,7 +502,7 @@ public final class KernelGraph implements AutoCloseable {
             use(x);
             use(out);
             k.reduce(op, x, outer, len, inner, out);
-            add(() -> k.reduce(op, x, outer, len, inner, out));
+            add(() -> k.reduce(op, x, outer, len, inner, out), out, x, out);
         }
 
         @Override
@@ -409,7 +511,7 @@ public final class KernelGraph implements AutoCloseable {
             use(b);
             use(c);
             k.matmul(spec, a, b, c);
-            add(() -> k.matmul(spec, a, b, c));
+            add(() -> k.matmul(spec, a, b, c), c, a, b, c);
         }
 
         @Override
@@ -419,7 +521,7 @@ public final class KernelGraph implements AutoCloseable {
             use(dst);
             k.copy(src, srcOffset, srcStrides, dst, dstOffset, dstStrides, shape);
             int[] ss = srcStrides.clone(), ds = dstStrides.clone();
-            add(() -> k.copy(src, srcOffset, ss, dst, dstOffset, ds, shape));
+            add(() -> k.copy(src, srcOffset, ss, dst, dstOffset, ds, shape), dst, src, dst);
         }
 
         @Override
@@ -428,7 +530,7 @@ public final class KernelGraph implements AutoCloseable {
             use(ids);
             use(out);
             k.gather(table, ids, out, rows, width);
-            add(() -> k.gather(table, ids, out, rows, width));
+            add(() -> k.gather(table, ids, out, rows, width), out, table, ids, out);
         }
 
         @Override
@@ -437,7 +539,7 @@ public final class KernelGraph implements AutoCloseable {
             use(ids);
             use(table);
             k.scatterAdd(src, ids, table, rows, width);
-            add(() -> k.scatterAdd(src, ids, table, rows, width));
+            add(() -> k.scatterAdd(src, ids, table, rows, width), table, src, ids, table);
         }
 
         @Override
@@ -452,7 +554,9 @@ public final class KernelGraph implements AutoCloseable {
                 f.apply(in, out, dims);
                 Storage[] i2 = in.clone(), o2 = out.clone();
                 int[] d2 = dims.clone();
-                add(() -> f.apply(i2, o2, d2));
+                Storage[] touched = java.util.Arrays.copyOf(i2, i2.length + o2.length);
+                System.arraycopy(o2, 0, touched, i2.length, o2.length);
+                add(() -> f.apply(i2, o2, d2), touched, o2, false);
             }));
         }
     }

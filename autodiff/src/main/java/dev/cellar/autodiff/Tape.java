@@ -98,10 +98,19 @@ public final class Tape implements Ops, AutoCloseable {
         return new Tape(backend, kernels, dtype, seed, true);
     }
 
-    /** A replica-style tape (leaf gradients kept to itself) over a {@link KernelGraph}'s recording kernels. */
-    static Tape recording(Backend backend, Kernels kernels, long seed) {
-        return new Tape(backend, kernels, DType.F32, seed, true);
+    /**
+     * A replica-style tape (leaf gradients kept to itself) over a {@link KernelGraph}'s recording kernels; {@code
+     * frozen} for {@link KernelGraph#captureFrozen}, whose parameter-only calls run once: a linear of embedding rows
+     * is then taken over the whole table at any number of rows ({@link #linear}).
+     */
+    static Tape recording(Backend backend, Kernels kernels, long seed, boolean frozen) {
+        Tape t = new Tape(backend, kernels, DType.F32, seed, true);
+        t.frozen = frozen;
+        return t;
     }
+
+    /** Set by {@link #recording} for a frozen graph's pass. */
+    private boolean frozen;
 
     /** This replica-style tape's leaf gradients, handed over: the tape forgets them (its close leaves them alone). */
     Map<Var, Storage> takeLeafGradients() {
@@ -668,6 +677,13 @@ public final class Tape implements Ops, AutoCloseable {
      * {@link #linear} of one is taken over the table's rows and then gathered.
      */
     private static final int GATHERED_ROWS = 2;
+    /**
+     * In a frozen graph's pass, a linear of embedding rows is taken over tables of up to this many rows whatever the
+     * number of ids: the table's product then runs once for the whole generation, and each token's step gathers a
+     * row of it instead of reading the weight (a character-level LSTM: one of the four 1 MB weights a token read).
+     * The once-off product costs as much as this many tokens' own.
+     */
+    private static final int FROZEN_TABLE_ROWS = 256;
     private final Map<Var, Var[]> gathered = new IdentityHashMap<>();
 
     @Override
@@ -684,7 +700,7 @@ public final class Tape implements Ops, AutoCloseable {
             // x = table[ids], so x W^T + b = (table W^T + b)[ids]: the product over the table's V rows instead of the
             // ids' R (a character-level model's first layer: 65 rows instead of 6,400 for a batch of 64 x 100, or 3,200
             // on each of two replicas' tapes, in forward and in backward), and the gradients follow from the two ops
-            // as recorded
+            // as recorded; in a frozen graph's pass (generation) the table's product is hoisted out of the replays
             return embedding(linear(src[0], w, tbias), src[1]);
         }
         int in = w.shape.dim(1), outF = w.shape.dim(0), rows = x.size() / Math.max(1, in);
@@ -1147,7 +1163,7 @@ public final class Tape implements Ops, AutoCloseable {
         od[od.length - 1] = width;
         Var out = allocFull(Shape.of(od), table.dtype);
         k.gather(table.storage, ids.storage, out.storage, rows, width);
-        if (rows >= GATHERED_ROWS * table.shape.dim(0)) {
+        if (rows >= GATHERED_ROWS * table.shape.dim(0) || (frozen && table.shape.dim(0) <= FROZEN_TABLE_ROWS)) {
             gathered.put(out, new Var[]{table, ids});
         }
         return record(out, g -> { // scatter-add rows back; repeated ids accumulate

@@ -184,6 +184,86 @@ class KernelGraphTest {
         }
     }
 
+    /** embedding rows and x through one weight, each with a bias made of params only; x's bias is of the output's shape. */
+    private static Tensor inference(Tape t, Param w, Param b, Param bOut, Param emb, float[] x, int[] ids) {
+        Tensor e = t.embedding(emb, t.ids(ids, Shape.of(5)));
+        Tensor y1 = t.tanh(t.linear(e, w, t.add(b, b)));
+        Tensor y2 = t.linear(t.constant(x, Shape.of(5, 8)), w, t.add(bOut, bOut));
+        return t.add(y1, y2);
+    }
+
+    /**
+     * A frozen graph runs what only the params determine once: both bias sums, and the embedding table's product
+     * (then gathered) that a linear of embedding rows becomes. Its replays of new ids and inputs equal a fresh tape's
+     * results bit for bit. The output-shaped bias copied into x's product, which the product then accumulates onto,
+     * is written by a call that reads x: the copy is replayed too.
+     */
+    @Test
+    void aFrozenGraphRunsWhatOnlyTheParamsDetermineOnce() {
+        SplittableRandom r = new SplittableRandom(9);
+        Param w = Params.of(CPU, DType.F32, "w", Shape.of(6, 8), randomDoubles(r, 48));
+        Param b = Params.of(CPU, DType.F32, "b", Shape.of(6), randomDoubles(r, 6));
+        Param bOut = Params.of(CPU, DType.F32, "bOut", Shape.of(5, 6), randomDoubles(r, 30));
+        Param emb = Params.of(CPU, DType.F32, "emb", Shape.of(4, 8), randomDoubles(r, 32));
+        float[] x = random(r, 40);
+        int[] ids = {0, 3, 1, 3, 2};
+        Tensor[] out = new Tensor[1];
+        KernelGraph g = KernelGraph.captureFrozen(CPU, CPU.kernels(), t -> t.noGrad(() -> out[0] = t.keep(inference(t, w, b, bOut, emb, x, ids))));
+        KernelGraph plain = KernelGraph.capture(CPU, CPU.kernels(), 0, t -> t.noGrad(() -> t.keep(inference(t, w, b, bOut, emb, x, ids))));
+        assertEquals(4, g.hoisted(), "two bias sums, the table's product and its bias");
+        assertEquals(8, g.size(), "two writes, two gathers, tanh, the bias copy, x's product and the sum");
+        assertEquals(11, plain.size());
+        assertEquals(0, plain.hoisted());
+        for (int round = 0; round < 3; round++) {
+            if (round > 0) {
+                System.arraycopy(random(r, 40), 0, x, 0, 40);
+                ids[round] = 3 - round;
+                g.replay();
+            }
+            float[] got = new float[30];
+            g.read(out[0], got);
+            float[] want;
+            try (Tape t = Tape.on(CPU)) {
+                want = t.noGrad(() -> inference(t, w, b, bOut, emb, x, ids)).toFloats();
+            }
+            assertArrayEquals(want, got, "round " + round);
+        }
+        g.close();
+        plain.close();
+    }
+
+    /**
+     * A buffer only param-determined calls write, but which a replayed call reads between two of those writes, is no
+     * constant: a replay must see its first value there, not the last one the capture left.
+     */
+    @Test
+    void aConstantReadBetweenTwoOfItsWritesIsReplayed() {
+        var cpu = CPU.kernels();
+        dev.cellar.api.spi.Storage p = cpu.allocate(DType.F32, 4);
+        cpu.write(p, new float[]{1, 2, 3, 4});
+        float[] x = {10, 20, 30, 40};
+        dev.cellar.api.spi.Storage[] o = new dev.cellar.api.spi.Storage[2];
+        int[] st = {1};
+        Shape s4 = Shape.of(4);
+        KernelGraph g = KernelGraph.captureFrozen(CPU, cpu, t -> {
+            Var xv = (Var) t.constant(x, s4);
+            var rk = xv.kernels; // the recording kernels
+            var c = rk.empty(DType.F32, 4);
+            o[0] = rk.empty(DType.F32, 4);
+            o[1] = rk.empty(DType.F32, 4);
+            rk.copy(p, 0, st, c, 0, st, s4);                                  // c = p: params only
+            rk.binary(dev.cellar.api.spi.Binary.ADD, xv.live(), st, c, st, o[0], s4); // o0 = x + p
+            rk.binary(dev.cellar.api.spi.Binary.ADD, p, st, p, st, c, s4);      // c = 2p: params only
+            rk.binary(dev.cellar.api.spi.Binary.ADD, xv.live(), st, c, st, o[1], s4); // o1 = x + 2p
+        });
+        x[0] = 100;
+        g.replay();
+        assertArrayEquals(new float[]{101, 22, 33, 44}, cpu.readFloats(o[0]));
+        assertArrayEquals(new float[]{102, 24, 36, 48}, cpu.readFloats(o[1]));
+        g.close();
+        cpu.recycle(p);
+    }
+
     @Test
     void aFailingPassLeavesNoGraph() {
         assertThrows(IllegalStateException.class, () -> KernelGraph.capture(CPU, CPU.kernels(), 0, t -> {

@@ -159,7 +159,10 @@ public final class Sampler {
         /**
          * Recurrent models (no context) feed by replaying the first step's kernel calls ({@link KernelGraph}) on the
          * kernels {@link Sampler#tape} picks: at batch 1 a step's ops are small enough that the tape's own work was a
-         * large part of each token's time. The results equal the tape's.
+         * large part of each token's time. The graph is frozen ({@link KernelGraph#captureFrozen}): what only the
+         * weights determine (the first layer's input projection of every embedding row) is computed once, not at
+         * every token. The results equal the tape's where a backend's product gives a row the same bits alone as
+         * among others (cpu, cpu-reference).
          */
         private Backend replayOn;
         private KernelGraph graph;
@@ -228,7 +231,7 @@ public final class Sampler {
                 shapes[j] = flat.get(j).shape();
             }
             graphIds = ids.clone();
-            graph = KernelGraph.capture(replayOn, kernels(replayOn), 0, t -> {
+            graph = KernelGraph.captureFrozen(replayOn, kernels(replayOn), t -> {
                 t.setTraining(false);
                 t.noGrad(() -> {
                     List<State> in = new ArrayList<>();
