@@ -40,15 +40,18 @@ class SamplerTest {
     }
 
     /**
-     * Recurrent models feed their tokens by replaying the first step's kernel calls: the text equals the tapes' at
-     * every cell, on the cpu backend (one replica's kernels) and on cpu-reference.
+     * Recurrent models feed their tokens by replaying the first step's kernel calls, in a frozen graph whose first
+     * layer gathers its input projection from a table: the text equals the tapes' at every cell, on the cpu backend
+     * (one replica's kernels) and on cpu-reference, at 24 wide and, for the LSTM, 160.
      */
     @Test
     void replayedFeedingGeneratesWhatTapesGenerate() {
         try (Backend two = open(2)) {
             for (Backend be : List.of(two, Fixtures.REF)) {
-                for (String cell : new String[]{"lstm", "gru", "rnn", "transformer"}) {
-                    LanguageModel m = Fixtures.model(cell, TOK, 24, 2, be);
+                for (String cell : new String[]{"lstm", "gru", "rnn", "layernorm-lstm", "mingru", "transformer", "lstm 160"}) {
+                    // 160 wide: the table's product over k = 160 runs in two k-blocks (128 + 32) on cpu
+                    int hidden = cell.endsWith(" 160") ? 160 : 24;
+                    LanguageModel m = Fixtures.model(cell.split(" ")[0], TOK, hidden, 2, be);
                     for (Sampler.Settings st : List.of(new Sampler.Settings(120, 1.0, 0, 1.0, 7, 0), new Sampler.Settings(60, 0, 0, 1, 1, 0))) {
                         assertEquals(Sampler.generate(m, be, "to be", st, x -> { }, false),
                                 Sampler.generate(m, be, "to be", st, x -> { }, true), cell + " on " + be.id() + ", " + st);
