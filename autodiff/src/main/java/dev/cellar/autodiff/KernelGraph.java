@@ -136,7 +136,7 @@ public final class KernelGraph implements AutoCloseable {
         return hoisted;
     }
 
-    /** A recorded call: what it runs, every buffer it reads or writes, the ones it writes, and whether it writes from the host. */
+    /** A recorded call: what it runs, every buffer it reads or writes, those it writes, whether it writes from the host. */
     private record Call(Runnable run, Storage[] touched, Storage[] written, boolean input) {
     }
 

@@ -1163,7 +1163,9 @@ public final class Tape implements Ops, AutoCloseable {
         od[od.length - 1] = width;
         Var out = allocFull(Shape.of(od), table.dtype);
         k.gather(table.storage, ids.storage, out.storage, rows, width);
-        if (rows >= GATHERED_ROWS * table.shape.dim(0) || (frozen && table.shape.dim(0) <= FROZEN_TABLE_ROWS)) {
+        // in a frozen pass, only a table the pass did not make (a param) gives a product that runs once
+        if (rows >= GATHERED_ROWS * table.shape.dim(0)
+                || (frozen && table.kernels != k && table.shape.dim(0) <= FROZEN_TABLE_ROWS)) {
             gathered.put(out, new Var[]{table, ids});
         }
         return record(out, g -> { // scatter-add rows back; repeated ids accumulate

@@ -184,7 +184,7 @@ class KernelGraphTest {
         }
     }
 
-    /** embedding rows and x through one weight, each with a bias made of params only; x's bias is of the output's shape. */
+    /** Embedding rows and x through one weight, each with a bias made of params only; x's of the output's shape. */
     private static Tensor inference(Tape t, Param w, Param b, Param bOut, Param emb, float[] x, int[] ids) {
         Tensor e = t.embedding(emb, t.ids(ids, Shape.of(5)));
         Tensor y1 = t.tanh(t.linear(e, w, t.add(b, b)));
@@ -208,8 +208,10 @@ class KernelGraphTest {
         float[] x = random(r, 40);
         int[] ids = {0, 3, 1, 3, 2};
         Tensor[] out = new Tensor[1];
-        KernelGraph g = KernelGraph.captureFrozen(CPU, CPU.kernels(), t -> t.noGrad(() -> out[0] = t.keep(inference(t, w, b, bOut, emb, x, ids))));
-        KernelGraph plain = KernelGraph.capture(CPU, CPU.kernels(), 0, t -> t.noGrad(() -> t.keep(inference(t, w, b, bOut, emb, x, ids))));
+        KernelGraph g = KernelGraph.captureFrozen(CPU, CPU.kernels(),
+                t -> t.noGrad(() -> out[0] = t.keep(inference(t, w, b, bOut, emb, x, ids))));
+        KernelGraph plain = KernelGraph.capture(CPU, CPU.kernels(), 0,
+                t -> t.noGrad(() -> t.keep(inference(t, w, b, bOut, emb, x, ids))));
         assertEquals(4, g.hoisted(), "two bias sums, the table's product and its bias");
         assertEquals(8, g.size(), "two writes, two gathers, tanh, the bias copy, x's product and the sum");
         assertEquals(11, plain.size());
@@ -230,6 +232,30 @@ class KernelGraphTest {
         }
         g.close();
         plain.close();
+    }
+
+    /** A table the pass computed itself (from its input) is gathered first: its product would run at every replay. */
+    @Test
+    void aFrozenPassTakesOnlyAParamTableOverItsRows() {
+        SplittableRandom r = new SplittableRandom(3);
+        Param w = Params.of(CPU, DType.F32, "w", Shape.of(6, 8), randomDoubles(r, 48));
+        Param emb = Params.of(CPU, DType.F32, "emb", Shape.of(4, 8), randomDoubles(r, 32));
+        float[] x = random(r, 32);
+        int[] ids = {1};
+        int[] calls = new int[2];
+        for (int made = 0; made < 2; made++) {
+            boolean computed = made == 1;
+            KernelGraph g = KernelGraph.captureFrozen(CPU, CPU.kernels(), t -> t.noGrad(() -> {
+                Tensor table = computed ? t.mul(emb, t.constant(x, Shape.of(4, 8))) : emb;
+                return t.keep(t.linear(t.embedding(table, t.ids(ids, Shape.of(1))), w, null));
+            }));
+            calls[made] = g.size() + g.hoisted();
+            g.close();
+        }
+        // a param table: write ids, gather (unused), the table's product, gather; computed: write x, mul, write ids,
+        // gather, one row's product
+        assertEquals(4, calls[0]);
+        assertEquals(5, calls[1]);
     }
 
     /**
