@@ -86,7 +86,7 @@ class GemmPathsTest {
         // two threads in bands of rows, the others by panels; with AVX-512, row-major 13, 17, 33 and 64 rows over
         // k <= 256 and a few panels are read in place (17 and 13 rows end in a padded part strip, 250 and 65 columns in
         // a narrow panel), transposed ones packed; packed products block k 128 steps at a time, so k = 129, 200, 260,
-        // 300, 600, 1100 and 2050 end in a part block, added to the first block's result whether or not the product
+        // 300, 600, 1100 and 2050 end in a part block, which goes on from the blocks before whether or not the product
         // accumulates; 72 x 640 x 1100 is the one whose B (10 panels a thread over k = 1100) is too large to run each
         // 64-row block of A over all of k, so its k-blocks go outermost
         for (int[] mnk : sizes) {
