@@ -158,6 +158,12 @@ public final class KernelGraph implements AutoCloseable {
                 Collections.addAll(variable, calls.get(i).written());
             }
         }
+        Map<Storage, Integer> lastWrite = new IdentityHashMap<>();
+        for (int i = 0; i < n; i++) {
+            for (Storage w : calls.get(i).written()) {
+                lastWrite.put(w, i);
+            }
+        }
         boolean changed = true;
         while (changed) {
             changed = false;
@@ -170,12 +176,6 @@ public final class KernelGraph implements AutoCloseable {
             }
             if (changed) {
                 continue;
-            }
-            Map<Storage, Integer> lastWrite = new IdentityHashMap<>();
-            for (int i = 0; i < n; i++) {
-                for (Storage w : calls.get(i).written()) {
-                    lastWrite.put(w, i);
-                }
             }
             for (int i = 0; i < n; i++) {
                 if (!hoisted[i]) {
