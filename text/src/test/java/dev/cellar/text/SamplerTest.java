@@ -46,15 +46,18 @@ class SamplerTest {
      */
     @Test
     void replayedFeedingGeneratesWhatTapesGenerate() {
+        record Case(String cell, int hidden) {
+        }
         try (Backend two = open(2)) {
             for (Backend be : List.of(two, Fixtures.REF)) {
-                for (String cell : new String[]{"lstm", "gru", "rnn", "layernorm-lstm", "mingru", "transformer", "lstm 160"}) {
-                    // 160 wide: the table's product over k = 160 runs in two k-blocks (128 + 32) on cpu
-                    int hidden = cell.endsWith(" 160") ? 160 : 24;
-                    LanguageModel m = Fixtures.model(cell.split(" ")[0], TOK, hidden, 2, be);
+                // 160 wide: the table's product over k = 160 runs in two k-blocks (128 + 32) on cpu
+                for (Case c : List.of(new Case("lstm", 24), new Case("gru", 24), new Case("rnn", 24), new Case("layernorm-lstm", 24),
+                        new Case("mingru", 24), new Case("transformer", 24), new Case("lstm", 160))) {
+                    String cell = c.cell();
+                    LanguageModel m = Fixtures.model(cell, TOK, c.hidden(), 2, be);
                     for (Sampler.Settings st : List.of(new Sampler.Settings(120, 1.0, 0, 1.0, 7, 0), new Sampler.Settings(60, 0, 0, 1, 1, 0))) {
                         assertEquals(Sampler.generate(m, be, "to be", st, x -> { }, false),
-                                Sampler.generate(m, be, "to be", st, x -> { }, true), cell + " on " + be.id() + ", " + st);
+                                Sampler.generate(m, be, "to be", st, x -> { }, true), cell + " " + c.hidden() + " wide on " + be.id() + ", " + st);
                     }
                 }
             }
