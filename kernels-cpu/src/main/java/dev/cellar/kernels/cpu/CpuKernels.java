@@ -34,6 +34,8 @@ final class CpuKernels extends ReferenceKernels {
     private final CausalAttention attention;
     private final ExecutorService pool;
     private final int threads;
+    /** A replica's help from the others' threads once they have finished a step (see {@link ReplicaHelp}), else null. */
+    private final ReplicaHelp help;
     /** Closed buffers kept for reuse, up to half the heap (word-level steps cycle through several 256 MB buffers). */
     private final FloatPool buffers = new FloatPool(Long.MAX_VALUE);
 
@@ -53,17 +55,21 @@ final class CpuKernels extends ReferenceKernels {
     }
 
     CpuKernels(Gemm gemm, Pointwise pw, ExecutorService pool, int threads) {
-        this(gemm, pw, pool, threads, false);
+        this(gemm, pw, pool, threads, null);
     }
 
-    /** {@code replica}: one of several kernel sets over shared params, each used by one thread (see {@link Replicas}). */
-    CpuKernels(Gemm gemm, Pointwise pw, ExecutorService pool, int threads, boolean replica) {
+    /**
+     * A replica when {@code help} is given: one of several kernel sets over shared params, each used by one thread
+     * (see {@link Replicas}), whose GEMMs the other sets' threads share in once those have finished their step.
+     */
+    CpuKernels(Gemm gemm, Pointwise pw, ExecutorService pool, int threads, ReplicaHelp help) {
         this.gemm = gemm;
         this.pw = pw;
         this.attention = new CausalAttention(gemm, pw);
         this.pool = pool;
         this.threads = threads;
-        this.foreignPacks = replica ? new WeakHashMap<>() : null;
+        this.help = help;
+        this.foreignPacks = help != null ? new WeakHashMap<>() : null;
     }
 
     @Override
@@ -368,25 +374,30 @@ final class CpuKernels extends ReferenceKernels {
     private void run(float[] a, int aOff, int ars, int acs, float[] bp, float[] c, int cOff, int m, int n, int k,
                      boolean acc) {
         int panels = (n + gemm.panel() - 1) / gemm.panel();
+        // a replica, single-threaded, splits in two while another replica's thread waits for work (GEMMs only: their
+        // bits do not depend on the split, where a reduction's partial sums would)
+        boolean helped = help != null && help.idle();
+        int width = helped ? 2 : threads;
+        ExecutorService exec = helped ? help : pool;
         // a handoff to the pool costs tens of microseconds here: a few rows (batch-1 generation) stay on this thread
         long fmas = (long) m * n * k;
-        int tasks = fmas < PARALLEL_FMAS || (m < 8 && fmas < 32 * PARALLEL_FMAS) ? 1 : Math.min(threads, panels);
+        int tasks = fmas < PARALLEL_FMAS || (m < 8 && fmas < 32 * PARALLEL_FMAS) ? 1 : Math.min(width, panels);
         if (tasks <= 1) {
             gemm.panels(a, aOff, ars, acs, bp, c, cOff, m, n, k, 0, panels, acc);
             return;
         }
-        if (gemm.packsA(m) && m >= n && m >= 16 * threads) {
+        if (gemm.packsA(m) && m >= n && m >= 16 * width) {
             // A at least as tall as B is wide: each thread takes a band of rows (multiples of 8), so A is packed once
             // in all, where splitting the panels had every thread pack all of it (6400x1024x256:nt, 2 threads:
             // 148 -> 179 GFLOP/s)
-            split(m, 8, fmas, (r0, r1) -> gemm.panels(a, aOff + r0 * ars, ars, acs, bp, c, cOff + r0 * n, r1 - r0, n, k, 0,
-                    panels, acc));
+            split(m, 8, fmas, width, exec, (r0, r1) -> gemm.panels(a, aOff + r0 * ars, ars, acs, bp, c, cOff + r0 * n,
+                    r1 - r0, n, k, 0, panels, acc));
             return;
         }
         List<Future<?>> fs = new ArrayList<>(tasks - 1);
         for (int t = 1; t < tasks; t++) {
             int p0 = panels * t / tasks, p1 = panels * (t + 1) / tasks;
-            fs.add(pool.submit(() -> gemm.panels(a, aOff, ars, acs, bp, c, cOff, m, n, k, p0, p1, acc)));
+            fs.add(exec.submit(() -> gemm.panels(a, aOff, ars, acs, bp, c, cOff, m, n, k, p0, p1, acc)));
         }
         join(fs, () -> gemm.panels(a, aOff, ars, acs, bp, c, cOff, m, n, k, 0, panels / tasks, acc), "matmul");
     }
@@ -512,7 +523,7 @@ final class CpuKernels extends ReferenceKernels {
                 // its three arrays at offsets it could not prove apart (a recurrence's gradients, summed at every
                 // step, took 4 us for 32 x 256); a contiguous sum goes as one run over all n
                 if (r < 2 || ra == inner && rb == inner) {
-                    split(n, 4096, n, (i0, i1) -> pw.add(fa, i0, fb, i0, fo, i0, i1 - i0));
+                    split(n, 4096, n, threads, pool, (i0, i1) -> pw.add(fa, i0, fb, i0, fo, i0, i1 - i0));
                 } else {
                     rows(n / inner, n, (r0, r1) -> {
                         for (int row = r0; row < r1; row++) {
@@ -982,29 +993,30 @@ final class CpuKernels extends ReferenceKernels {
 
     /** {@code body} over [0, n) in chunks of 4,096 split across the pool when n is large. */
     private void chunks(int n, RowRange body) {
-        split(n, 4096, (long) n * 20, body);
+        split(n, 4096, (long) n * 20, threads, pool, body);
     }
 
     /** {@code body} over [0, rows), split across the pool when there is enough work ({@code cost} in rough flops). */
     private void rows(int rows, long cost, RowRange body) {
-        split(rows, 1, cost, body);
+        split(rows, 1, cost, threads, pool, body);
     }
 
     /**
-     * {@code body} over [0, n) in up to one part per thread, each bound a multiple of {@code grain} (or n). The parts go
-     * to the pool as {@link Part}s and this thread runs the first itself, with no lambda of split's own in between: every call level
-     * here is one less for the kernel's own vector code to fit under C2's inlining depth (see VectorPointwise.expVectors).
+     * {@code body} over [0, n) in up to {@code width} parts, one per thread, each bound a multiple of {@code grain} (or
+     * n). The parts go to {@code exec} as {@link Part}s and this thread runs the first itself, with no lambda of
+     * split's own in between: every call level here is one less for the kernel's own vector code to fit under C2's
+     * inlining depth (see VectorPointwise.expVectors).
      */
-    private void split(int n, int grain, long cost, RowRange body) {
+    private static void split(int n, int grain, long cost, int width, ExecutorService exec, RowRange body) {
         int units = (int) (((long) n + grain - 1) / grain);
-        int tasks = cost < PARALLEL_FMAS || units < 2 ? 1 : Math.min(threads, units);
+        int tasks = cost < PARALLEL_FMAS || units < 2 ? 1 : Math.min(width, units);
         if (tasks <= 1) {
             body.run(0, n);
             return;
         }
         List<Future<?>> fs = new ArrayList<>(tasks - 1);
         for (int t = 1; t < tasks; t++) {
-            fs.add(pool.submit(new Part(body, bound(n, grain, units, t, tasks), bound(n, grain, units, t + 1, tasks))));
+            fs.add(exec.submit(new Part(body, bound(n, grain, units, t, tasks), bound(n, grain, units, t + 1, tasks))));
         }
         Throwable failure = null;
         try {

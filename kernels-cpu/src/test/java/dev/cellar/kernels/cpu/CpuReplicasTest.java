@@ -11,10 +11,13 @@ import dev.cellar.api.spi.Storage;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.Test;
 
+import java.util.ArrayList;
+import java.util.List;
 import java.util.Map;
 import java.util.Random;
 import java.util.concurrent.atomic.AtomicInteger;
 
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
@@ -76,6 +79,70 @@ class CpuReplicasTest {
                 fail(what + ": element " + i + " is " + got[i] + ", cpu-reference " + want[i]);
             }
         }
+    }
+
+    /**
+     * Set 0 has nothing to do, so its thread waits in {@link ReplicaHelp#help} while set 1 multiplies: a per-step
+     * product onto C (split by panels), a weight's backward product, a tall one (split by bands of rows) and an
+     * accumulating weight gradient with A transposed. Halves of them run on set 0's thread, and every product has
+     * the bits one thread alone gives.
+     */
+    @Test
+    void aFinishedSetsThreadTakesHalvesOfAnotherSetsGemmsWithTheSameBits() {
+        CpuReplicas rs = (CpuReplicas) CPU.replicas().orElseThrow();
+        List<MatmulSpec> specs = List.of(
+                new MatmulSpec(1, 32, 256, 256, false, true, 0, 0, true),
+                new MatmulSpec(1, 32, 256, 256, false, false, 0, 0, false),
+                new MatmulSpec(1, 520, 96, 64, false, false, 0, 0, false),
+                new MatmulSpec(1, 256, 256, 512, true, false, 0, 0, true));
+        Random r = new Random(11);
+        List<float[][]> operands = new ArrayList<>(); // A, B, C's first values
+        List<float[]> want = new ArrayList<>();
+        try (Backend one = new CpuProvider().open(new BackendConfig(1, null, Map.of()))) {
+            for (MatmulSpec s : specs) {
+                float[][] abc = {Matrices.random(r, s.m() * s.k()), Matrices.random(r, s.k() * s.n()),
+                        Matrices.random(r, s.m() * s.n())};
+                operands.add(abc);
+                want.add(product(one.kernels(), s, abc));
+            }
+        }
+        long before = rs.help().helped();
+        AtomicInteger rounds = new AtomicInteger();
+        rs.run(2, set -> {
+            if (set == 0) {
+                return;
+            }
+            long until = System.nanoTime() + 10_000_000_000L;
+            while (!rs.help().idle() && System.nanoTime() < until) {
+                Thread.onSpinWait();
+            }
+            assertTrue(rs.help().idle(), "set 0's thread never came to help");
+            // a half its owner needs before the helper has taken it runs on the owner: repeat until some were taken
+            for (int round = 0; round < 50 && rs.help().helped() - before < specs.size(); round++) {
+                for (int i = 0; i < specs.size(); i++) {
+                    assertArrayEquals(want.get(i), product(rs.kernels().get(1), specs.get(i), operands.get(i)),
+                            "product " + specs.get(i) + ", round " + round);
+                }
+                rounds.incrementAndGet();
+            }
+        });
+        assertTrue(rounds.get() > 0);
+        assertTrue(rs.help().helped() > before, "no half ran on the helping thread");
+    }
+
+    /** C = A B (+ C's first values when the spec accumulates) on {@code k}. */
+    private static float[] product(Kernels k, MatmulSpec s, float[][] abc) {
+        Storage a = k.allocate(DType.F32, abc[0].length), b = k.allocate(DType.F32, abc[1].length);
+        Storage c = k.allocate(DType.F32, abc[2].length);
+        k.write(a, abc[0]);
+        k.write(b, abc[1]);
+        k.write(c, abc[2]);
+        k.matmul(s, a, b, c);
+        float[] out = k.readFloats(c);
+        for (Storage st : List.of(a, b, c)) {
+            st.close();
+        }
+        return out;
     }
 
     @Test
