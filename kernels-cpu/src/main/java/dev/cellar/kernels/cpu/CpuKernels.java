@@ -18,6 +18,7 @@ import java.util.concurrent.Callable;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Future;
+import java.util.concurrent.atomic.AtomicInteger;
 
 /**
  * The fast CPU kernels: F32 paths for GEMM (packed panels, Vector API micro-kernel, split over a small thread pool),
@@ -387,11 +388,10 @@ final class CpuKernels extends ReferenceKernels {
             return;
         }
         if (gemm.packsA(m) && m >= n && m >= 16 * width) {
-            // A at least as tall as B is wide: each thread takes a band of rows (multiples of 8), so A is packed once
-            // in all, where splitting the panels had every thread pack all of it (6400x1024x256:nt, 2 threads:
-            // 148 -> 179 GFLOP/s)
-            split(m, 8, fmas, width, exec, (r0, r1) -> gemm.panels(a, aOff + r0 * ars, ars, acs, bp, c, cOff + r0 * n,
-                    r1 - r0, n, k, 0, panels, acc));
+            // A at least as tall as B is wide: the threads take bands of rows, so A is packed once in all, where
+            // splitting the panels had every thread pack all of it (6400x1024x256:nt, 2 threads: 148 -> 179 GFLOP/s)
+            share(m, rowChunk(m, width), width, exec, (r0, r1) -> gemm.panels(a, aOff + r0 * ars, ars, acs, bp, c,
+                    cOff + r0 * n, r1 - r0, n, k, 0, panels, acc));
             return;
         }
         List<Future<?>> fs = new ArrayList<>(tasks - 1);
@@ -400,6 +400,35 @@ final class CpuKernels extends ReferenceKernels {
             fs.add(exec.submit(() -> gemm.panels(a, aOff, ars, acs, bp, c, cOff, m, n, k, p0, p1, acc)));
         }
         join(fs, () -> gemm.panels(a, aOff, ars, acs, bp, c, cOff, m, n, k, 0, panels / tasks, acc), "matmul");
+    }
+
+    /** Rows of a band for {@link #share}: m in 8 bands per thread, each a multiple of 8 rows (the kernels' strips). */
+    private static int rowChunk(int m, int width) {
+        int per = 8 * width;
+        return Math.max(8, ((m + per - 1) / per + 7) / 8 * 8);
+    }
+
+    /**
+     * {@code body} over [0, n) in chunks of {@code chunk}, which up to {@code width} threads take in turn as each
+     * finishes the one before, this thread among them: a thread the host runs slower takes fewer. With a fixed half
+     * each, 2-thread GEMMs here came out either near twice one thread's speed or near one thread's, run to run. In one
+     * process, alternating with fixed halves every 0.2 s (3 runs of 20 pairs; median of the pairs' ratios): 1.22, 1.10
+     * and 1.06x at 6400x256x1024, 1.18, 1.06 and 1.02x at 6400x1024x256:nt, 0.98, 1.12 and 1.00x at 3200x256x256. The
+     * chunks' bounds do not depend on timing, and a GEMM's rows give the same bits in any chunk (GemmPathsTest).
+     */
+    private static void share(int n, int chunk, int width, ExecutorService exec, RowRange body) {
+        int chunks = (n + chunk - 1) / chunk;
+        AtomicInteger next = new AtomicInteger();
+        Runnable take = () -> {
+            for (int i; (i = next.getAndIncrement()) < chunks; ) {
+                body.run(i * chunk, Math.min(n, (i + 1) * chunk));
+            }
+        };
+        List<Future<?>> fs = new ArrayList<>(width - 1);
+        for (int t = 1; t < Math.min(width, chunks); t++) {
+            fs.add(exec.submit(take));
+        }
+        join(fs, take, "matmul");
     }
 
     /**
