@@ -61,7 +61,7 @@ final class CpuKernels extends ReferenceKernels {
 
     /**
      * A replica when {@code help} is given: one of several kernel sets over shared params, each used by one thread
-     * (see {@link Replicas}), whose GEMMs the other sets' threads share in once those have finished their step.
+     * (see {@link Replicas}), whose kernels the other sets' threads share in once those have finished their step.
      */
     CpuKernels(Gemm gemm, Pointwise pw, ExecutorService pool, int threads, ReplicaHelp help) {
         this.gemm = gemm;
@@ -375,11 +375,8 @@ final class CpuKernels extends ReferenceKernels {
     private void run(float[] a, int aOff, int ars, int acs, float[] bp, float[] c, int cOff, int m, int n, int k,
                      boolean acc) {
         int panels = (n + gemm.panel() - 1) / gemm.panel();
-        // a replica, single-threaded, splits in two while another replica's thread waits for work (GEMMs only: their
-        // bits do not depend on the split, where a reduction's partial sums would)
-        boolean helped = help != null && help.idle();
-        int width = helped ? 2 : threads;
-        ExecutorService exec = helped ? help : pool;
+        int width = width();
+        ExecutorService exec = executor(width);
         // a handoff to the pool costs tens of microseconds here: a few rows (batch-1 generation) stay on this thread
         long fmas = (long) m * n * k;
         int tasks = fmas < PARALLEL_FMAS || (m < 8 && fmas < 32 * PARALLEL_FMAS) ? 1 : Math.min(width, panels);
@@ -552,7 +549,8 @@ final class CpuKernels extends ReferenceKernels {
                 // its three arrays at offsets it could not prove apart (a recurrence's gradients, summed at every
                 // step, took 4 us for 32 x 256); a contiguous sum goes as one run over all n
                 if (r < 2 || ra == inner && rb == inner) {
-                    split(n, 4096, n, threads, pool, (i0, i1) -> pw.add(fa, i0, fb, i0, fo, i0, i1 - i0));
+                    int width = width();
+                    split(n, 4096, n, width, executor(width), (i0, i1) -> pw.add(fa, i0, fb, i0, fo, i0, i1 - i0));
                 } else {
                     rows(n / inner, n, (r0, r1) -> {
                         for (int row = r0; row < r1; row++) {
@@ -1022,12 +1020,28 @@ final class CpuKernels extends ReferenceKernels {
 
     /** {@code body} over [0, n) in chunks of 4,096 split across the pool when n is large. */
     private void chunks(int n, RowRange body) {
-        split(n, 4096, (long) n * 20, threads, pool, body);
+        int width = width();
+        split(n, 4096, (long) n * 20, width, executor(width), body);
     }
 
     /** {@code body} over [0, rows), split across the pool when there is enough work ({@code cost} in rough flops). */
     private void rows(int rows, long cost, RowRange body) {
-        split(rows, 1, cost, threads, pool, body);
+        int width = width();
+        split(rows, 1, cost, width, executor(width), body);
+    }
+
+    /**
+     * Threads to split a kernel over: the pool's, and for a replica (single-threaded) two while another replica's
+     * thread waits for work. Only kernels whose bits do not depend on the split ask: GEMMs, elementwise ones and
+     * those over whole rows; not layerNormBackward, whose parts sum columns into buffers of their own.
+     */
+    private int width() {
+        return help != null && help.idle() ? 2 : threads;
+    }
+
+    /** Where the parts after the first of a {@link #width} split go. */
+    private ExecutorService executor(int width) {
+        return help != null && width > threads ? help : pool;
     }
 
     /**

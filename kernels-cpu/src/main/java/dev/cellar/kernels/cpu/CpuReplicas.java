@@ -15,7 +15,7 @@ import java.util.function.IntConsumer;
 /**
  * One single-threaded {@link CpuKernels} per thread of the backend's pool, plus the calling thread: set 0 runs on the
  * caller, the others on the pool's workers, which spin between steps as they do between kernels. A set that finishes
- * its step first lends its thread to the GEMMs of those still running ({@link ReplicaHelp}).
+ * its step first lends its thread to the kernels of those still running ({@link ReplicaHelp}).
  */
 final class CpuReplicas implements Replicas {
     private final List<Kernels> sets;

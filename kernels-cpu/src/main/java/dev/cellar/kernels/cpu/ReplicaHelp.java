@@ -15,17 +15,21 @@ import java.util.function.BooleanSupplier;
 
 /**
  * The threads of replicas that have finished their step, lent to the ones still running: {@link CpuReplicas} sends
- * each replica's thread into {@link #help} after its step, and a replica's GEMM splits in two while a thread waits
+ * each replica's thread into {@link #help} after its step, and a replica's kernel splits in two while a thread waits
  * there ({@link #idle}), the second half queued here. Replicas of one step have the same work, but this host ran them
  * up to 1.7x apart (a 2 x 256 RNN's halves of a batch: 50.9 against 73.9 ms in one step, 74.0 against 56.2 in
  * another), and the step took the slower one's time while the other thread spun. With help, in steps alternating
  * with and without it in one process, a step took 0.95 and 0.97 of the time (median of paired steps; RNN, two runs of
- * 300 steps), 0.94 (LSTM, 100 steps) and 0.94 (GRU, 100). Only GEMMs are split: the slower replica's last
- * milliseconds are mostly its per-step backward products (32 x 256 x 256), which make up most of what is shared.
+ * 300 steps), 0.94 (LSTM, 100 steps) and 0.94 (GRU, 100), when only GEMMs were split: the slower replica's last
+ * milliseconds are mostly its per-step backward products (32 x 256 x 256), which made up most of what was shared.
+ * Splitting the elementwise and row kernels as well took 0.985 (RNN), 0.984 (LSTM) and 0.997 (RNN) of the time of
+ * GEMMs alone, with steps cycling through no help, GEMMs and all (240, 90 and 240 steps); against no help, 0.945,
+ * 0.923 and 0.946.
  * <p>
  * A half nobody has taken yet when its owner needs it is taken back and run by the owner ({@link Part#get}), so a
- * helper that stopped helping, or was descheduled, costs no more than not splitting. A GEMM gives the same bits
- * however its panels or rows are split (CpuReplicasTest), so the results do not depend on which thread was idle when.
+ * helper that stopped helping, or was descheduled, costs no more than not splitting. Only kernels whose bits do not
+ * depend on the split take help (CpuKernels.width): a GEMM gives the same bits however its panels or rows are split
+ * (CpuReplicasTest), so the results do not depend on which thread was idle when.
  */
 final class ReplicaHelp extends AbstractExecutorService {
     private final ConcurrentLinkedQueue<Part<?>> queue = new ConcurrentLinkedQueue<>();

@@ -8,6 +8,7 @@ import dev.cellar.api.spi.Kernels;
 import dev.cellar.api.spi.MatmulSpec;
 import dev.cellar.api.spi.Replicas;
 import dev.cellar.api.spi.Storage;
+import dev.cellar.api.spi.Unary;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.Test;
 
@@ -16,6 +17,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.Random;
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.function.Function;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -82,28 +84,39 @@ class CpuReplicasTest {
     }
 
     /**
-     * Set 0 has nothing to do, so its thread waits in {@link ReplicaHelp#help} while set 1 multiplies: a per-step
-     * product onto C (split by panels), a weight's backward product, a tall one (split by bands of rows) and an
-     * accumulating weight gradient with A transposed. Halves of them run on set 0's thread, and every product has
-     * the bits one thread alone gives.
+     * Set 0 has nothing to do, so its thread waits in {@link ReplicaHelp#help} while set 1 works: a per-step product
+     * onto C (split by panels), a weight's backward product, a tall one (split by bands of rows), an accumulating
+     * weight gradient with A transposed, and a tanh over 12,288 elements (split by chunks). Halves of them run on set
+     * 0's thread, and every result has the bits one thread alone gives.
      */
     @Test
-    void aFinishedSetsThreadTakesHalvesOfAnotherSetsGemmsWithTheSameBits() {
+    void aFinishedSetsThreadTakesHalvesOfAnotherSetsKernelsWithTheSameBits() {
         CpuReplicas rs = (CpuReplicas) CPU.replicas().orElseThrow();
-        List<MatmulSpec> specs = List.of(
+        Random r = new Random(11);
+        List<Function<Kernels, float[]>> jobs = new ArrayList<>();
+        for (MatmulSpec s : List.of(
                 new MatmulSpec(1, 32, 256, 256, false, true, 0, 0, true),
                 new MatmulSpec(1, 32, 256, 256, false, false, 0, 0, false),
                 new MatmulSpec(1, 520, 96, 64, false, false, 0, 0, false),
-                new MatmulSpec(1, 256, 256, 512, true, false, 0, 0, true));
-        Random r = new Random(11);
-        List<float[][]> operands = new ArrayList<>(); // A, B, C's first values
+                new MatmulSpec(1, 256, 256, 512, true, false, 0, 0, true))) {
+            float[] a = Matrices.random(r, s.m() * s.k()), b = Matrices.random(r, s.k() * s.n());
+            float[] c = Matrices.random(r, s.m() * s.n());
+            jobs.add(k -> product(k, s, a, b, c));
+        }
+        float[] x = Matrices.random(r, 3 * 4096);
+        jobs.add(k -> {
+            Storage in = k.allocate(DType.F32, x.length), out = k.allocate(DType.F32, x.length);
+            k.write(in, x);
+            k.unary(Unary.TANH, in, out, x.length);
+            float[] y = k.readFloats(out);
+            in.close();
+            out.close();
+            return y;
+        });
         List<float[]> want = new ArrayList<>();
         try (Backend one = new CpuProvider().open(new BackendConfig(1, null, Map.of()))) {
-            for (MatmulSpec s : specs) {
-                float[][] abc = {Matrices.random(r, s.m() * s.k()), Matrices.random(r, s.k() * s.n()),
-                        Matrices.random(r, s.m() * s.n())};
-                operands.add(abc);
-                want.add(product(one.kernels(), s, abc));
+            for (Function<Kernels, float[]> job : jobs) {
+                want.add(job.apply(one.kernels()));
             }
         }
         long before = rs.help().helped();
@@ -118,10 +131,9 @@ class CpuReplicasTest {
             }
             assertTrue(rs.help().idle(), "set 0's thread never came to help");
             // a half its owner needs before the helper has taken it runs on the owner: repeat until some were taken
-            for (int round = 0; round < 50 && rs.help().helped() - before < specs.size(); round++) {
-                for (int i = 0; i < specs.size(); i++) {
-                    assertArrayEquals(want.get(i), product(rs.kernels().get(1), specs.get(i), operands.get(i)),
-                            "product " + specs.get(i) + ", round " + round);
+            for (int round = 0; round < 50 && rs.help().helped() - before < jobs.size(); round++) {
+                for (int i = 0; i < jobs.size(); i++) {
+                    assertArrayEquals(want.get(i), jobs.get(i).apply(rs.kernels().get(1)), "job " + i + ", round " + round);
                 }
                 rounds.incrementAndGet();
             }
@@ -131,12 +143,12 @@ class CpuReplicasTest {
     }
 
     /** C = A B (+ C's first values when the spec accumulates) on {@code k}. */
-    private static float[] product(Kernels k, MatmulSpec s, float[][] abc) {
-        Storage a = k.allocate(DType.F32, abc[0].length), b = k.allocate(DType.F32, abc[1].length);
-        Storage c = k.allocate(DType.F32, abc[2].length);
-        k.write(a, abc[0]);
-        k.write(b, abc[1]);
-        k.write(c, abc[2]);
+    private static float[] product(Kernels k, MatmulSpec s, float[] av, float[] bv, float[] cv) {
+        Storage a = k.allocate(DType.F32, av.length), b = k.allocate(DType.F32, bv.length);
+        Storage c = k.allocate(DType.F32, cv.length);
+        k.write(a, av);
+        k.write(b, bv);
+        k.write(c, cv);
         k.matmul(s, a, b, c);
         float[] out = k.readFloats(c);
         for (Storage st : List.of(a, b, c)) {
