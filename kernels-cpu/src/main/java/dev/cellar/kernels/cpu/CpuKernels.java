@@ -549,8 +549,7 @@ final class CpuKernels extends ReferenceKernels {
                 // its three arrays at offsets it could not prove apart (a recurrence's gradients, summed at every
                 // step, took 4 us for 32 x 256); a contiguous sum goes as one run over all n
                 if (r < 2 || ra == inner && rb == inner) {
-                    int width = width();
-                    split(n, 4096, n, width, executor(width), (i0, i1) -> pw.add(fa, i0, fb, i0, fo, i0, i1 - i0));
+                    split(n, 4096, n, (i0, i1) -> pw.add(fa, i0, fb, i0, fo, i0, i1 - i0));
                 } else {
                     rows(n / inner, n, (r0, r1) -> {
                         for (int row = r0; row < r1; row++) {
@@ -1020,20 +1019,19 @@ final class CpuKernels extends ReferenceKernels {
 
     /** {@code body} over [0, n) in chunks of 4,096 split across the pool when n is large. */
     private void chunks(int n, RowRange body) {
-        int width = width();
-        split(n, 4096, (long) n * 20, width, executor(width), body);
+        split(n, 4096, (long) n * 20, body);
     }
 
     /** {@code body} over [0, rows), split across the pool when there is enough work ({@code cost} in rough flops). */
     private void rows(int rows, long cost, RowRange body) {
-        int width = width();
-        split(rows, 1, cost, width, executor(width), body);
+        split(rows, 1, cost, body);
     }
 
     /**
      * Threads to split a kernel over: the pool's, and for a replica (single-threaded) two while another replica's
-     * thread waits for work. Only kernels whose bits do not depend on the split ask: GEMMs, elementwise ones and
-     * those over whole rows; not layerNormBackward, whose parts sum columns into buffers of their own.
+     * thread waits for work. Only kernels whose bits do not depend on the split ask: GEMMs and {@link #split}'s
+     * (elementwise ones and those over whole rows); layerNormBackward, whose parts sum columns into buffers of their
+     * own, keeps to {@code threads}.
      */
     private int width() {
         return help != null && help.idle() ? 2 : threads;
@@ -1045,12 +1043,14 @@ final class CpuKernels extends ReferenceKernels {
     }
 
     /**
-     * {@code body} over [0, n) in up to {@code width} parts, one per thread, each bound a multiple of {@code grain} (or
-     * n). The parts go to {@code exec} as {@link Part}s and this thread runs the first itself, with no lambda of
-     * split's own in between: every call level here is one less for the kernel's own vector code to fit under C2's
-     * inlining depth (see VectorPointwise.expVectors).
+     * {@code body} over [0, n) in up to {@link #width} parts, one per thread, each bound a multiple of {@code grain}
+     * (or n). The parts go to the pool (or a replica's helpers) as {@link Part}s and this thread runs the first
+     * itself, with no lambda of split's own in between: every call level here is one less for the kernel's own vector
+     * code to fit under C2's inlining depth (see VectorPointwise.expVectors).
      */
-    private static void split(int n, int grain, long cost, int width, ExecutorService exec, RowRange body) {
+    private void split(int n, int grain, long cost, RowRange body) {
+        int width = width();
+        ExecutorService exec = executor(width);
         int units = (int) (((long) n + grain - 1) / grain);
         int tasks = cost < PARALLEL_FMAS || units < 2 ? 1 : Math.min(width, units);
         if (tasks <= 1) {
